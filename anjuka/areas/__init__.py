@@ -1,0 +1,1 @@
+"""The area tree and its inherited occupancy policy."""

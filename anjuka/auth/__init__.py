@@ -1,0 +1,1 @@
+"""Accounts, roles, scopes, tokens and the default-deny gate."""

@@ -1,0 +1,77 @@
+"""Users, their scopes, and API tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from anjuka.core.models import UTCDateTime
+from anjuka.core.time import utcnow
+from anjuka.extensions import db
+
+ROLES = ("admin", "supervisor", "manager", "officer", "auditor")
+
+
+class User(db.Model):
+    """A person who signs in: admin, supervisor, manager, officer or auditor."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "role IN ('admin', 'supervisor', 'manager', 'officer', 'auditor')", name="role_known"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(80), unique=True)
+    display_name: Mapped[str | None] = mapped_column(sa.String(200))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    active: Mapped[bool] = mapped_column(default=True)
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    scopes: Mapped[list[UserScope]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class UserScope(db.Model):
+    """One thing a user's role applies to: an area subtree, an estate or a dwelling."""
+
+    __tablename__ = "user_scopes"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "(CASE WHEN area_id IS NULL THEN 0 ELSE 1 END)"
+            " + (CASE WHEN estate_id IS NULL THEN 0 ELSE 1 END)"
+            " + (CASE WHEN dwelling_id IS NULL THEN 0 ELSE 1 END) = 1",
+            name="exactly_one_target",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    area_id: Mapped[int | None] = mapped_column(sa.ForeignKey("areas.id"))
+    estate_id: Mapped[int | None] = mapped_column(sa.ForeignKey("estates.id"))
+    dwelling_id: Mapped[int | None] = mapped_column(sa.ForeignKey("dwellings.id"))
+
+    user: Mapped[User] = relationship(back_populates="scopes")
+
+
+class ApiToken(db.Model):
+    """A bearer token: only its SHA-256 is stored; it expires and can be revoked."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    origin: Mapped[str | None] = mapped_column(sa.String(64))
+
+    user: Mapped[User] = relationship()

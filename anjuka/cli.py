@@ -1,0 +1,146 @@
+"""The operator's command, ``anjuka``: a Flask CLI group."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask.cli import FlaskGroup, with_appcontext
+
+from anjuka import create_app
+from anjuka.extensions import db
+
+
+@click.group()
+def users() -> None:
+    """Accounts."""
+
+
+@users.command("create")
+@click.argument("name")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["admin", "supervisor", "manager", "officer", "auditor"]),
+)
+@click.option(
+    "--scope", "scopes", multiple=True, help="area:CODE, estate:ID or dwelling:ID (repeatable)"
+)
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+@click.option("--display-name")
+@with_appcontext
+def create_user(
+    name: str, role: str, scopes: tuple[str, ...], password_stdin: bool, display_name: str | None
+) -> None:
+    """Create a user; the password comes from stdin or is generated and printed once."""
+    import secrets
+
+    from anjuka.auth.operations import create_user as create
+    from anjuka.core.errors import AppError
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+        generated = False
+    else:
+        password = secrets.token_urlsafe(12)
+        generated = True
+    try:
+        user = create(name, role, password, list(scopes), display_name)
+        db.session.commit()
+    except AppError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    click.echo(f"user {user.username} (id {user.id}, role {role}) created")
+    if generated:
+        click.echo(f"password: {password}")
+
+
+@click.group()
+def audit() -> None:
+    """The audit trail."""
+
+
+@audit.command("verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Walk every hash chain; exit 1 naming the first event that fails."""
+    from anjuka.audit.operations import verify
+
+    result = verify()
+    if result.ok:
+        click.echo(f"audit trail intact: {result.events} events in {result.chains} chains")
+        return
+    click.echo(
+        f"audit trail BROKEN at event {result.first_bad_event_id}: {result.reason}", err=True
+    )
+    sys.exit(1)
+
+
+@click.group()
+def keys() -> None:
+    """Key material: rotation and re-encryption."""
+
+
+@keys.command("rotate")
+@click.argument(
+    "family", type=click.Choice(["signing", "encryption", "blind_index", "card_master"])
+)
+@with_appcontext
+def keys_rotate(family: str) -> None:
+    """Add a new key to FAMILY and make it active (restart the app afterwards)."""
+    from anjuka.core.keys import keyring, rotate
+
+    new_id = rotate(keyring().path, family)
+    click.echo(f"{family}: new active key {new_id}")
+
+
+@keys.command("reencrypt")
+@with_appcontext
+def keys_reencrypt() -> None:
+    """Rewrite stored document numbers under the active encryption and index keys."""
+    from anjuka.persons.operations import reencrypt_all
+
+    changed = reencrypt_all()
+    db.session.commit()
+    click.echo(f"re-encrypted {changed} persons")
+
+
+@keys.command("show")
+@with_appcontext
+def keys_show() -> None:
+    """Print the active key ids and the public signing keys."""
+    import base64
+
+    from anjuka.core.keys import keyring
+
+    ring = keyring()
+    click.echo(f"encryption: {ring.encryption[0]}  blind_index: {ring.blind_index[0]}")
+    for kid, raw in sorted(ring.signing_public_keys_raw().items()):
+        mark = " (active)" if kid == ring.active_signing_key_id else ""
+        click.echo(f"signing {kid}{mark}: {base64.b64encode(raw).decode()}")
+
+
+@click.command("demo")
+@click.option("--seed", default=20261129, help="random seed for the demo residents")
+@with_appcontext
+def demo(seed: int) -> None:
+    """Load a demo city (areas, estates, dwellings, residents, users of every role)."""
+    from anjuka.demo import load_demo
+
+    load_demo(seed)
+
+
+def _build_app(*_args: object, **_kwargs: object):  # type: ignore[no-untyped-def]
+    return create_app()
+
+
+cli = FlaskGroup(create_app=_build_app, help="Anjuka: the Anju e-Card registry.")
+cli.add_command(users)
+cli.add_command(audit)
+cli.add_command(keys)
+cli.add_command(demo)
+
+
+def main() -> None:
+    """Console entry point."""
+    cli.main()

@@ -1,0 +1,81 @@
+"""Configuration: one frozen dataclass, built once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+
+def _default_instance_path() -> Path:
+    return Path(os.environ.get("ANJUKA_INSTANCE_PATH") or Path.cwd() / "instance").resolve()
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the application reads from its environment."""
+
+    instance_path: Path = field(default_factory=_default_instance_path)
+    database_url: str | None = None
+    secret_key: str | None = None
+    token_lifetime: timedelta = timedelta(hours=12)
+    session_lifetime: timedelta = timedelta(hours=8)
+    max_content_length: int = 1024 * 1024
+    login_attempts: int = 5
+    login_lockout: timedelta = timedelta(minutes=15)
+    # JSON file with the key material; created in the instance folder if absent.
+    keys_file: Path | None = None
+    testing: bool = False
+    sql_echo: bool = False
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Config:
+        """Read ``ANJUKA_*`` variables; keyword arguments win."""
+        env = os.environ
+        values: dict[str, object] = {}
+        if env.get("ANJUKA_DATABASE_URL"):
+            values["database_url"] = env["ANJUKA_DATABASE_URL"]
+        if env.get("ANJUKA_SECRET_KEY"):
+            values["secret_key"] = env["ANJUKA_SECRET_KEY"]
+        if env.get("ANJUKA_KEYS_FILE"):
+            values["keys_file"] = Path(env["ANJUKA_KEYS_FILE"])
+        if env.get("ANJUKA_TOKEN_HOURS"):
+            values["token_lifetime"] = timedelta(hours=float(env["ANJUKA_TOKEN_HOURS"]))
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the instance folder."""
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://") :]
+            return url
+        return f"sqlite:///{self.instance_path / 'anjuka.sqlite3'}"
+
+    @property
+    def resolved_keys_file(self) -> Path:
+        """Where the key material lives."""
+        return self.keys_file or self.instance_path / "keys.json"
+
+    def flask_settings(self) -> dict[str, object]:
+        """The settings Flask and its extensions read from ``app.config``."""
+        return {
+            "SQLALCHEMY_DATABASE_URI": self.resolved_database_url,
+            "SQLALCHEMY_ECHO": self.sql_echo,
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+            "MAX_CONTENT_LENGTH": self.max_content_length,
+            "TESTING": self.testing,
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Strict",
+            "SESSION_COOKIE_SECURE": not self.testing,
+            "PERMANENT_SESSION_LIFETIME": self.session_lifetime,
+            "API_TITLE": "Anjuka",
+            "API_VERSION": "v1",
+            "OPENAPI_VERSION": "3.0.3",
+            "OPENAPI_URL_PREFIX": "/api/v1",
+            "OPENAPI_JSON_PATH": "openapi.json",
+            "JSON_SORT_KEYS": False,
+        }

@@ -1,0 +1,1 @@
+"""Pieces every domain shares: errors, API base, keys, security, time."""

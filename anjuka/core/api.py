@@ -1,0 +1,45 @@
+"""The flask-smorest ``Api`` with the error shape of the contract."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask_smorest import Api as _SmorestApi
+from werkzeug.exceptions import HTTPException
+
+from anjuka.core.errors import error_body, http_error_code
+
+
+class ErrorSchema(ma.Schema):
+    """Every failure: HTTP status, stable machine code, message, field errors."""
+
+    status = ma.fields.Integer(required=True)
+    error = ma.fields.String(required=True, metadata={"description": "stable machine code"})
+    message = ma.fields.String(required=True)
+    errors = ma.fields.Dict(metadata={"description": "per-field messages (422)"})
+
+
+class Api(_SmorestApi):
+    """flask-smorest's Api answering errors as ``{"status", "error", "message", "errors"}``."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
+        """Render a Werkzeug/webargs HTTP error in the contract's shape."""
+        data = getattr(error, "data", None) or {}
+        errors = data.get("errors") or data.get("messages")
+        if isinstance(errors, dict) and set(errors) <= {"json", "query", "view_args"}:
+            # webargs groups messages by location; clients want them by field.
+            flat: dict = {}
+            for location_errors in errors.values():
+                flat.update(location_errors if isinstance(location_errors, dict) else {})
+            if flat:
+                errors = flat
+        code = http_error_code(error, errors)
+        message = data.get("message") or error.description or error.name
+        if code == "malformed_json":
+            message = "The request body is not valid JSON."
+        elif code == "validation_error":
+            message = "The request has invalid fields."
+        headers = data.get("headers") or {}
+        body = error_body(error.code or 500, code, message, errors)
+        return body, error.code, headers

@@ -1,0 +1,21 @@
+"""Marshmallow fields shared by the domain schemas."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from marshmallow import fields
+
+
+class Measure(fields.Decimal):
+    """A decimal measure (m²): loaded exactly as Decimal, sent as a JSON number."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("places", 2)
+        super().__init__(**kwargs)
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any):  # type: ignore[override]
+        if value is None:
+            return None
+        return float(Decimal(value))

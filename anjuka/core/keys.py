@@ -1,0 +1,177 @@
+"""Key material: encryption, blind index, card signing, card master, sessions.
+
+Production supplies a keys file through ``ANJUKA_KEYS_FILE`` (or the
+instance folder's ``keys.json``). With none present, the first process to
+start creates one, atomically, and every later process reads that same file.
+
+Every family of keys is a ring: one active key id plus older ones kept for
+reading. Rotation adds a key and makes it active (``anjuka keys rotate``);
+``anjuka keys reencrypt`` then rewrites stored values under the active key,
+after which the old key may be retired.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from flask import Flask, current_app
+
+from anjuka.config import Config
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+def _new_signing_entry() -> dict:
+    private = Ed25519PrivateKey.generate()
+    return {
+        "private": _b64(private.private_bytes_raw()),
+        "public": _b64(private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def new_key_document() -> dict:
+    """A fresh set of keys, one of each family."""
+    return {
+        "format": 1,
+        "secret_key": secrets.token_hex(32),
+        "encryption": {"active": "e1", "keys": {"e1": _b64(secrets.token_bytes(32))}},
+        "blind_index": {"active": "b1", "keys": {"b1": _b64(secrets.token_bytes(32))}},
+        "signing": {"active": 1, "keys": {"1": _new_signing_entry()}},
+        "card_master": {"active": "m1", "keys": {"m1": _b64(secrets.token_bytes(32))}},
+        "webhook": _b64(secrets.token_bytes(32)),
+    }
+
+
+def _write_exclusive(path: Path, document: dict) -> bool:
+    """Create ``path`` with ``document`` unless it exists; True if we created it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys-")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(document, fh, indent=2)
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, path)  # atomic and fails if another process won
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        os.unlink(tmp)
+
+
+def save_key_document(path: Path, document: dict) -> None:
+    """Replace the keys file atomically (used by rotation)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys-")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(document, fh, indent=2)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The loaded key material."""
+
+    path: Path
+    document: dict
+
+    @property
+    def secret_key(self) -> str:
+        return self.document["secret_key"]
+
+    def _ring(self, family: str) -> tuple[str, dict[str, bytes]]:
+        ring = self.document[family]
+        return str(ring["active"]), {k: _unb64(v) for k, v in ring["keys"].items()}
+
+    @property
+    def encryption(self) -> tuple[str, dict[str, bytes]]:
+        return self._ring("encryption")
+
+    @property
+    def blind_index(self) -> tuple[str, dict[str, bytes]]:
+        return self._ring("blind_index")
+
+    @property
+    def card_master(self) -> tuple[str, dict[str, bytes]]:
+        return self._ring("card_master")
+
+    @property
+    def webhook_key(self) -> bytes:
+        return _unb64(self.document["webhook"])
+
+    @property
+    def active_signing_key_id(self) -> int:
+        return int(self.document["signing"]["active"])
+
+    def signing_private_key(self, key_id: int | None = None) -> Ed25519PrivateKey:
+        kid = self.active_signing_key_id if key_id is None else key_id
+        entry = self.document["signing"]["keys"][str(kid)]
+        return Ed25519PrivateKey.from_private_bytes(_unb64(entry["private"]))
+
+    def signing_public_keys(self) -> dict[int, Ed25519PublicKey]:
+        return {
+            int(kid): Ed25519PublicKey.from_public_bytes(_unb64(entry["public"]))
+            for kid, entry in self.document["signing"]["keys"].items()
+        }
+
+    def signing_public_keys_raw(self) -> dict[int, bytes]:
+        return {
+            int(kid): _unb64(entry["public"])
+            for kid, entry in self.document["signing"]["keys"].items()
+        }
+
+
+def load_keyring(config: Config) -> KeyRing:
+    """Load the keys file, creating it once if absent."""
+    path = config.resolved_keys_file
+    if not path.exists():
+        _write_exclusive(path, new_key_document())
+    return KeyRing(path, json.loads(path.read_text()))
+
+
+def rotate(path: Path, family: str) -> str:
+    """Add a new key to ``family`` and make it active; return its id."""
+    document = json.loads(path.read_text())
+    ring = document[family]
+    if family == "signing":
+        new_id = str(max(int(k) for k in ring["keys"]) + 1)
+        ring["keys"][new_id] = _new_signing_entry()
+        ring["active"] = int(new_id)
+    else:
+        prefix = family[0]
+        new_id = f"{prefix}{max(int(k[1:]) for k in ring['keys']) + 1}"
+        ring["keys"][new_id] = _b64(secrets.token_bytes(32))
+        ring["active"] = new_id
+    save_key_document(path, document)
+    return new_id
+
+
+def init_app(app: Flask, config: Config) -> None:
+    """Load the keys and give Flask its session secret."""
+    ring = load_keyring(config)
+    app.extensions["anjuka_keys"] = ring
+    app.secret_key = config.secret_key or ring.secret_key
+
+
+def keyring() -> KeyRing:
+    """The current application's keys."""
+    return current_app.extensions["anjuka_keys"]

@@ -1,0 +1,148 @@
+"""The default-deny gate: every endpoint states who may call it, or nobody can.
+
+A view declares its callers with :func:`public`, :func:`requires` (user
+roles; admin is always allowed) or :func:`requires_reader` (a desk device).
+The gate runs before every request; a view that declares nothing is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app, g, request
+
+from anjuka.core.errors import AppError, Forbidden, Unauthorized
+
+_ACCESS_ATTR = "_anjuka_access"
+PUBLIC_ENDPOINTS = {"api-docs.openapi_json", "static"}
+
+TokenResolver = Callable[[str], "Identity | None"]
+_token_resolvers: dict[str, TokenResolver] = {}
+
+
+@dataclass
+class Identity:
+    """Who is calling: a signed-in user or a desk reader."""
+
+    kind: str  # "user" | "reader"
+    id: int
+    name: str
+    role: str | None = None
+    subject: Any = None  # the User or Reader row
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def public(view: Callable) -> Callable:
+    """Open ``view`` to anonymous callers."""
+    setattr(view, _ACCESS_ATTR, ("public",))
+    return view
+
+
+def requires(*roles: str) -> Callable[[Callable], Callable]:
+    """Open a view to signed-in users of ``roles`` (admin always)."""
+
+    def mark(view: Callable) -> Callable:
+        setattr(view, _ACCESS_ATTR, ("user", frozenset(roles) | {"admin"}))
+        return view
+
+    return mark
+
+
+def requires_reader(view: Callable) -> Callable:
+    """Open a view to desk readers authenticated by their device token."""
+    setattr(view, _ACCESS_ATTR, ("reader",))
+    return view
+
+
+def register_token_resolver(prefix: str, resolver: TokenResolver) -> None:
+    """Let a domain resolve bearer tokens that start with ``prefix``."""
+    _token_resolvers[prefix] = resolver
+
+
+def hash_token(token: str) -> str:
+    """What is stored of a bearer token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def current_identity() -> Identity | None:
+    return g.get("identity")
+
+
+def require_identity() -> Identity:
+    identity = current_identity()
+    if identity is None:
+        raise Unauthorized("Authentication required.")
+    return identity
+
+
+def _resolve_identity() -> Identity | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    token = token.strip()
+    for prefix, resolver in _token_resolvers.items():
+        if token.startswith(prefix):
+            return resolver(token)
+    return None
+
+
+def _check_body_type() -> None:
+    if request.method not in {"POST", "PUT", "PATCH"}:
+        return
+    has_body = (request.content_length or 0) > 0 or "chunked" in request.headers.get(
+        "Transfer-Encoding", ""
+    )
+    if has_body and not request.is_json:
+        raise AppError(
+            "Request bodies must be JSON (Content-Type: application/json).",
+            code="unsupported_media_type",
+            status=415,
+        )
+
+
+def gate() -> None:
+    """Before every request: identify the caller and apply the view's rule."""
+    g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    if request.endpoint is None:
+        return  # routing fails with 404/405 on its own
+    view = current_app.view_functions.get(request.endpoint)
+    access = getattr(view, _ACCESS_ATTR, None)
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        access = ("public",)
+    _check_body_type()
+    if access is None:
+        raise Forbidden("This endpoint is not open to anyone.")
+    if access[0] == "public":
+        g.identity = _resolve_identity() if request.headers.get("Authorization") else None
+        return
+    identity = _resolve_identity()
+    if identity is None:
+        raise Unauthorized("A valid bearer token is required.", code="unauthorized")
+    g.identity = identity
+    if access[0] == "reader":
+        if identity.kind != "reader":
+            raise Forbidden("Only a desk reader may call this endpoint.")
+        return
+    if identity.kind != "user" or identity.role not in access[1]:
+        raise Forbidden("Your role may not do this.")
+
+
+def init_app(app: Flask) -> None:
+    """Install the gate and the response headers every answer carries."""
+    app.before_request(gate)
+
+    @app.after_request
+    def _headers(response):  # type: ignore[no-untyped-def]
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response

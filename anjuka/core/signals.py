@@ -1,0 +1,20 @@
+"""Domain events. Lower domains send, higher ones subscribe.
+
+Handlers run inside the sender's transaction: the event and its
+consequences commit or roll back together.
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+#: sender: the Residence just registered; kwargs: overridden (bool)
+residence_arrived = _signals.signal("residence-arrived")
+#: sender: the Residence just ended; kwargs: card_returned (bool | None)
+residence_departed = _signals.signal("residence-departed")
+#: sender: the Area whose policy changed; kwargs: dwellings (list of affected Dwelling)
+policy_changed = _signals.signal("policy-changed")
+#: sender: the Dwelling whose attributes changed
+dwelling_changed = _signals.signal("dwelling-changed")

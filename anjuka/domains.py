@@ -1,0 +1,23 @@
+"""The domain packages, registered in dependency order."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+API_PREFIX = "/api/v1"
+
+
+def register_domains(app: Flask) -> None:
+    """Register every domain's blueprint, commands and signal handlers."""
+    from anjuka.areas import api as areas_api
+    from anjuka.audit import api as audit_api
+    from anjuka.auth import api as auth_api
+    from anjuka.auth import operations as auth_operations
+    from anjuka.core.security import register_token_resolver
+    from anjuka.dwellings import api as dwellings_api
+    from anjuka.residences import api as residences_api
+
+    api = app.extensions["anjuka_api"]
+    register_token_resolver(auth_operations.USER_TOKEN_PREFIX, auth_operations.resolve_user_token)
+    for module in (auth_api, areas_api, dwellings_api, residences_api, audit_api):
+        api.register_blueprint(module.blp, url_prefix=API_PREFIX)

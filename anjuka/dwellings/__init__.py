@@ -1,0 +1,1 @@
+"""Estates and rental dwellings, and their capacity."""

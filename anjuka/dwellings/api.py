@@ -1,0 +1,161 @@
+"""Dwellings with their capacity and occupants; estates."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask_smorest import Blueprint
+
+from anjuka.areas.models import Area
+from anjuka.auth.scope import (
+    area_in_scope,
+    dwelling_filter,
+    estate_filter,
+    get_area_or_404,
+    get_dwelling_or_404,
+    get_estate_or_404,
+)
+from anjuka.core.errors import NotFound
+from anjuka.core.pagination import paginate
+from anjuka.core.security import require_identity, requires
+from anjuka.dwellings import operations
+from anjuka.dwellings.models import Dwelling, Estate
+from anjuka.dwellings.schemas import (
+    DwellingCreateSchema,
+    DwellingPatchSchema,
+    DwellingQuerySchema,
+    DwellingSchema,
+    EstateCreateSchema,
+    EstateSchema,
+)
+from anjuka.extensions import db
+from anjuka.persons.identity import mask_phone
+
+blp = Blueprint("dwellings", __name__, description="Rental dwellings and estates")
+READERS = ("supervisor", "officer", "manager")
+WRITERS = ("supervisor", "manager")
+
+
+def dwelling_views(dwellings: list[Dwelling]) -> list[dict]:
+    """Dwellings with capacity and occupants, computed in one query per page."""
+    counts = operations.occupant_counts([d.id for d in dwellings])
+    cache: dict = {}
+    views = []
+    for d in dwellings:
+        capacity = operations.capacity_of(d, cache)
+        views.append(
+            {
+                "id": d.id,
+                "area_code": d.area.code,
+                "estate_id": d.estate_id,
+                "address": d.address,
+                "address_code": d.address_code,
+                "landlord_name": d.landlord_name,
+                "landlord_phone": mask_phone(d.landlord_phone),
+                "building_area_m2": d.building_area_m2,
+                "usable_area_m2": d.usable_area_m2,
+                "rooms": d.rooms,
+                "status": d.status,
+                "capacity": capacity.capacity,
+                "occupants": counts[d.id],
+                "over_capacity": counts[d.id] > capacity.capacity,
+                "limits": capacity.as_dict(),
+            }
+        )
+    return views
+
+
+def _target_area(code: str) -> Area:
+    """An area the caller may create records in (inside their subtree)."""
+    identity = require_identity()
+    area = get_area_or_404(code) if identity.role != "manager" else None
+    if area is None:
+        area = db.session.scalar(sa.select(Area).where(Area.code == code))
+        if area is None:
+            raise NotFound(f"No area {code!r}.", code="area_not_found")
+    elif not area_in_scope(identity, area):
+        raise NotFound(f"No area {code!r}.", code="area_not_found")
+    return area
+
+
+@blp.route("/dwellings", methods=["POST"])
+@blp.arguments(DwellingCreateSchema)
+@blp.response(201, DwellingSchema)
+@requires(*WRITERS)
+def create_dwelling(body: dict):
+    """Register a rental dwelling. Managers add dwellings to their estates."""
+    identity = require_identity()
+    area = _target_area(body.pop("area_code"))
+    estate_id = body.pop("estate_id", None)
+    estate = get_estate_or_404(estate_id) if estate_id is not None else None
+    if identity.role == "manager" and estate is None:
+        raise NotFound("Managers add dwellings to one of their estates.", code="estate_not_found")
+    dwelling = operations.create_dwelling(area, estate, body)
+    db.session.commit()
+    return dwelling_views([dwelling])[0]
+
+
+@blp.route("/dwellings", methods=["GET"])
+@blp.arguments(DwellingQuerySchema, location="query")
+@blp.response(200, DwellingSchema(many=True))
+@blp.paginate()
+@requires(*READERS)
+def list_dwellings(query: dict, pagination_parameters):
+    """Dwellings the caller may see, by area, estate or address."""
+    stmt = sa.select(Dwelling).where(dwelling_filter(require_identity())).order_by(Dwelling.id)
+    if "area_code" in query:
+        area = db.session.scalar(sa.select(Area).where(Area.code == query["area_code"]))
+        if area is None:
+            return []
+        in_subtree = sa.select(Area.id).where(Area.path.startswith(area.path, autoescape=True))
+        stmt = stmt.where(Dwelling.area_id.in_(in_subtree))
+    if "estate_id" in query:
+        stmt = stmt.where(Dwelling.estate_id == query["estate_id"])
+    if "address" in query:
+        stmt = stmt.where(Dwelling.address.contains(query["address"], autoescape=True))
+    if "status" in query:
+        stmt = stmt.where(Dwelling.status == query["status"])
+    return dwelling_views(paginate(stmt, pagination_parameters))
+
+
+@blp.route("/dwellings/<int:dwelling_id>", methods=["GET"])
+@blp.response(200, DwellingSchema)
+@requires(*READERS)
+def get_dwelling(dwelling_id: int):
+    """One dwelling with capacity and occupants."""
+    return dwelling_views([get_dwelling_or_404(dwelling_id)])[0]
+
+
+@blp.route("/dwellings/<int:dwelling_id>", methods=["PATCH"])
+@blp.arguments(DwellingPatchSchema)
+@blp.response(200, DwellingSchema)
+@requires(*WRITERS)
+def patch_dwelling(body: dict, dwelling_id: int):
+    """Change a dwelling's measures, rooms or status (occupants stay)."""
+    dwelling = get_dwelling_or_404(dwelling_id, for_update=True)
+    operations.update_dwelling(dwelling, body)
+    db.session.commit()
+    return dwelling_views([dwelling])[0]
+
+
+@blp.route("/estates", methods=["POST"])
+@blp.arguments(EstateCreateSchema)
+@blp.response(201, EstateSchema)
+@requires("supervisor")
+def create_estate(body: dict):
+    """Add an estate (supervisor of its area, or admin)."""
+    area = _target_area(body["area_code"])
+    estate = operations.create_estate(
+        area, body["name"], body.get("address"), body.get("property_company")
+    )
+    db.session.commit()
+    return estate
+
+
+@blp.route("/estates", methods=["GET"])
+@blp.response(200, EstateSchema(many=True))
+@blp.paginate()
+@requires(*READERS)
+def list_estates(pagination_parameters):
+    """Estates the caller may see."""
+    stmt = sa.select(Estate).where(estate_filter(require_identity())).order_by(Estate.id)
+    return paginate(stmt, pagination_parameters)

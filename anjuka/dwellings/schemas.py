@@ -1,0 +1,81 @@
+"""Bodies of the dwelling and estate endpoints."""
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from anjuka.core.fields import Measure
+from anjuka.dwellings.models import DWELLING_STATUSES
+
+_AREA = validate.Range(min=0, min_inclusive=False, max=100000)
+
+
+class DwellingCreateSchema(ma.Schema):
+    area_code = fields.String(required=True, validate=validate.Length(1, 32))
+    estate_id = fields.Integer(allow_none=True)
+    address = fields.String(required=True, validate=validate.Length(1, 400))
+    address_code = fields.String(allow_none=True, validate=validate.Length(1, 64))
+    landlord_name = fields.String(allow_none=True, validate=validate.Length(1, 200))
+    landlord_phone = fields.String(allow_none=True, validate=validate.Regexp(r"^[0-9+\- ]{5,32}$"))
+    building_area_m2 = Measure(allow_none=True, validate=_AREA)
+    usable_area_m2 = Measure(allow_none=True, validate=_AREA)
+    rooms = fields.Integer(required=True, validate=validate.Range(1, 1000))
+    status = fields.String(load_default="rentable", validate=validate.OneOf(DWELLING_STATUSES))
+
+
+class DwellingPatchSchema(ma.Schema):
+    address = fields.String(validate=validate.Length(1, 400))
+    landlord_name = fields.String(allow_none=True, validate=validate.Length(1, 200))
+    landlord_phone = fields.String(allow_none=True, validate=validate.Regexp(r"^[0-9+\- ]{5,32}$"))
+    building_area_m2 = Measure(allow_none=True, validate=_AREA)
+    usable_area_m2 = Measure(allow_none=True, validate=_AREA)
+    rooms = fields.Integer(validate=validate.Range(1, 1000))
+    status = fields.String(validate=validate.OneOf(DWELLING_STATUSES))
+
+
+class LimitsSchema(ma.Schema):
+    capacity = fields.Integer()
+    area_limit = fields.Integer()
+    room_limit = fields.Integer()
+    basis = fields.String()
+    area_used_m2 = fields.String(allow_none=True)
+    reason = fields.String(allow_none=True)
+
+
+class DwellingSchema(ma.Schema):
+    id = fields.Integer()
+    area_code = fields.String()
+    estate_id = fields.Integer(allow_none=True)
+    address = fields.String()
+    address_code = fields.String(allow_none=True)
+    landlord_name = fields.String(allow_none=True)
+    landlord_phone = fields.String(allow_none=True)
+    building_area_m2 = Measure(allow_none=True)
+    usable_area_m2 = Measure(allow_none=True)
+    rooms = fields.Integer()
+    status = fields.String()
+    capacity = fields.Integer()
+    occupants = fields.Integer()
+    over_capacity = fields.Boolean()
+    limits = fields.Nested(LimitsSchema)
+
+
+class DwellingQuerySchema(ma.Schema):
+    area_code = fields.String()
+    estate_id = fields.Integer()
+    address = fields.String(validate=validate.Length(1, 200))
+    status = fields.String(validate=validate.OneOf(DWELLING_STATUSES))
+
+
+class EstateCreateSchema(ma.Schema):
+    area_code = fields.String(required=True)
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    address = fields.String(allow_none=True, validate=validate.Length(1, 400))
+    property_company = fields.String(allow_none=True, validate=validate.Length(1, 200))
+
+
+class EstateSchema(ma.Schema):
+    id = fields.Integer()
+    area_code = fields.Function(lambda e: e.area.code)
+    name = fields.String()
+    address = fields.String(allow_none=True)
+    property_company = fields.String(allow_none=True)

@@ -1,0 +1,1 @@
+"""Persons: identity documents, encrypted at rest, masked in responses."""

@@ -1,0 +1,1 @@
+"""Residences: arrival and departure (人来登记, 人走注销)."""

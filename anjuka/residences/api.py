@@ -1,0 +1,188 @@
+"""Arrival, departure, residents of a dwelling, a person's history."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask_smorest import Blueprint
+
+from anjuka.auth.scope import dwelling_filter, get_dwelling_or_404
+from anjuka.core.errors import NotFound
+from anjuka.core.pagination import paginate
+from anjuka.core.security import require_identity, requires
+from anjuka.dwellings.models import Dwelling
+from anjuka.extensions import db
+from anjuka.persons.identity import parse_document
+from anjuka.persons.models import Person
+from anjuka.persons.operations import find_by_document
+from anjuka.residences import operations
+from anjuka.residences.models import Residence
+from anjuka.residences.schemas import (
+    ArrivalSchema,
+    DepartureSchema,
+    PersonLookupSchema,
+    PersonSchema,
+    ResidenceSchema,
+    RevealQuerySchema,
+)
+from anjuka.residences.views import check_reveal, person_view, residence_view
+
+blp = Blueprint("residences", __name__, description="Arrival and departure (人来登记, 人走注销)")
+DESKS = ("manager", "supervisor")
+READERS = ("manager", "supervisor", "officer")
+
+
+def get_residence_or_404(residence_id: int, *, for_update: bool = False) -> Residence:
+    """A residence in a dwelling the caller may see, or 404."""
+    query = (
+        sa.select(Residence)
+        .join(Dwelling, Residence.dwelling_id == Dwelling.id)
+        .where(Residence.id == residence_id, dwelling_filter(require_identity()))
+    )
+    if for_update:
+        query = query.with_for_update(of=Residence).execution_options(populate_existing=True)
+    residence = db.session.scalar(query)
+    if residence is None:
+        raise NotFound(f"No residence {residence_id}.", code="residence_not_found")
+    return residence
+
+
+def visible_residences(person_id: int) -> sa.Select:
+    """A person's residences in dwellings the caller may see, newest first."""
+    return (
+        sa.select(Residence)
+        .join(Dwelling, Residence.dwelling_id == Dwelling.id)
+        .where(Residence.person_id == person_id, dwelling_filter(require_identity()))
+        .order_by(Residence.arrived_on.desc(), Residence.id.desc())
+    )
+
+
+def get_person_or_404(person_id: int) -> tuple[Person, Residence]:
+    """A person with at least one residence the caller may see, and the latest such."""
+    latest = db.session.scalar(visible_residences(person_id).limit(1))
+    if latest is None:
+        raise NotFound(f"No person {person_id}.", code="person_not_found")
+    return latest.person, latest
+
+
+@blp.route("/residences", methods=["POST"])
+@blp.arguments(ArrivalSchema)
+@blp.response(201, ResidenceSchema)
+@requires(*DESKS)
+def register_arrival(body: dict):
+    """Register an arrival; 409 ``dwelling_full`` or ``already_registered`` when refused."""
+    identity = require_identity()
+    person = body["person"]
+    document = parse_document(person["document_type"], person["document_number"])
+    dwelling = get_dwelling_or_404(body["dwelling_id"], for_update=True)
+    residence = operations.register_arrival(
+        identity,
+        dwelling,
+        document,
+        name=person["name"],
+        arrived_on=body["arrived_on"],
+        phone=person.get("phone"),
+        origin=person.get("origin"),
+        birth_date=person.get("birth_date"),
+        sex=person.get("sex"),
+        move=body["move"],
+        override_reason=body.get("override_reason"),
+        family_relation=body.get("family_relation"),
+        family_of_residence_id=body.get("family_of_residence_id"),
+    )
+    db.session.commit()
+    return residence_view(residence, identity)
+
+
+@blp.route("/residences/<int:residence_id>", methods=["GET"])
+@blp.arguments(RevealQuerySchema, location="query")
+@blp.response(200, ResidenceSchema)
+@requires(*READERS)
+def get_residence(query: dict, residence_id: int):
+    """One residence; ``reveal=true`` unmasks the document (audited)."""
+    identity = require_identity()
+    reveal = check_reveal(identity, query["reveal"])
+    view = residence_view(get_residence_or_404(residence_id), identity, reveal=reveal)
+    if reveal:
+        db.session.commit()
+    return view
+
+
+@blp.route("/residences/<int:residence_id>/departure", methods=["POST"])
+@blp.arguments(DepartureSchema)
+@blp.response(200, ResidenceSchema)
+@requires(*DESKS)
+def record_departure(body: dict, residence_id: int):
+    """End a residence (人走注销); the card, if any, is revoked at once."""
+    identity = require_identity()
+    residence = get_residence_or_404(residence_id, for_update=True)
+    operations.record_departure(identity, residence, body["departed_on"], body.get("card_returned"))
+    db.session.commit()
+    return residence_view(residence, identity)
+
+
+@blp.route("/dwellings/<int:dwelling_id>/residents", methods=["GET"])
+@blp.arguments(RevealQuerySchema, location="query")
+@blp.response(200, ResidenceSchema(many=True))
+@blp.paginate()
+@requires(*READERS)
+def list_residents(query: dict, dwelling_id: int, pagination_parameters):
+    """The current residents of a dwelling."""
+    identity = require_identity()
+    reveal = check_reveal(identity, query["reveal"])
+    dwelling = get_dwelling_or_404(dwelling_id)
+    stmt = (
+        sa.select(Residence)
+        .where(Residence.dwelling_id == dwelling.id, Residence.departed_on.is_(None))
+        .order_by(Residence.id)
+    )
+    views = [
+        residence_view(r, identity, reveal=reveal) for r in paginate(stmt, pagination_parameters)
+    ]
+    if reveal:
+        db.session.commit()
+    return views
+
+
+@blp.route("/persons/lookup", methods=["POST"])
+@blp.arguments(PersonLookupSchema)
+@blp.response(200, PersonSchema)
+@requires(*READERS)
+def lookup_person(body: dict):
+    """Find a person by document number (sent in the body, never in a URL)."""
+    identity = require_identity()
+    reveal = check_reveal(identity, body["reveal"])
+    person = find_by_document(body["document_type"], body["document_number"])
+    if person is None:
+        raise NotFound("No person with that document.", code="person_not_found")
+    person, latest = get_person_or_404(person.id)
+    view = person_view(person, identity, reveal=reveal, area_code=latest.dwelling.area.code)
+    if reveal:
+        db.session.commit()
+    return view
+
+
+@blp.route("/persons/<int:person_id>", methods=["GET"])
+@blp.arguments(RevealQuerySchema, location="query")
+@blp.response(200, PersonSchema)
+@requires(*READERS)
+def get_person(query: dict, person_id: int):
+    """A person the caller has a residence of in scope."""
+    identity = require_identity()
+    reveal = check_reveal(identity, query["reveal"])
+    person, latest = get_person_or_404(person_id)
+    view = person_view(person, identity, reveal=reveal, area_code=latest.dwelling.area.code)
+    if reveal:
+        db.session.commit()
+    return view
+
+
+@blp.route("/persons/<int:person_id>/residences", methods=["GET"])
+@blp.response(200, ResidenceSchema(many=True))
+@blp.paginate()
+@requires(*READERS)
+def person_history(person_id: int, pagination_parameters):
+    """A person's residence history, as far as the caller's scope reaches."""
+    identity = require_identity()
+    get_person_or_404(person_id)
+    rows = paginate(visible_residences(person_id), pagination_parameters)
+    return [residence_view(r, identity) for r in rows]

@@ -1,0 +1,266 @@
+"""Arrival and departure: the registration rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import sqlalchemy as sa
+
+from anjuka.areas.operations import effective_policy
+from anjuka.audit import operations as audit
+from anjuka.core import signals
+from anjuka.core.errors import AppError, Conflict, Forbidden, InvalidInput
+from anjuka.core.security import Identity
+from anjuka.core.time import add_working_days, utcnow
+from anjuka.dwellings.models import Dwelling
+from anjuka.dwellings.operations import compute_capacity
+from anjuka.extensions import db
+from anjuka.persons.identity import ParsedDocument
+from anjuka.persons.models import Person
+from anjuka.persons.operations import get_or_create_person
+from anjuka.residences.models import FAMILY_RELATIONS, Residence
+
+OVERRIDE_ROLES = {"supervisor", "admin"}
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    """Who counts toward a dwelling's limits right now."""
+
+    occupants: int  # everyone currently registered
+    counted: int  # those counting toward the area limit (minors per policy)
+    room_counted: int  # those counting toward the per-room limit (no family exception)
+
+
+def is_minor(birth_date: date | None, on: date) -> bool:
+    """Under 18 on ``on``; unknown birth dates count as adults."""
+    if birth_date is None:
+        return False
+    had_birthday = (on.month, on.day) >= (birth_date.month, birth_date.day)
+    return on.year - birth_date.year - (0 if had_birthday else 1) < 18
+
+
+def occupancy(dwelling: Dwelling, minors_count: bool) -> Occupancy:
+    """Count the current residents of ``dwelling``."""
+    rows = db.session.execute(
+        sa.select(Residence.minor, Residence.family_relation).where(
+            Residence.dwelling_id == dwelling.id, Residence.departed_on.is_(None)
+        )
+    ).all()
+    counted = [r for r in rows if minors_count or not r.minor]
+    return Occupancy(
+        occupants=len(rows),
+        counted=len(counted),
+        room_counted=sum(1 for r in counted if r.family_relation is None),
+    )
+
+
+def current_residence(person: Person, *, for_update: bool = False) -> Residence | None:
+    query = sa.select(Residence).where(
+        Residence.person_id == person.id, Residence.departed_on.is_(None)
+    )
+    if for_update:
+        query = query.with_for_update()
+    return db.session.scalar(query)
+
+
+def _check_family(
+    dwelling: Dwelling, relation: str | None, family_of_id: int | None, allowed: bool
+) -> None:
+    if relation is None and family_of_id is None:
+        return
+    if relation not in FAMILY_RELATIONS or family_of_id is None:
+        raise InvalidInput(
+            "The family exception needs family_relation (spouse, parent, child) and"
+            " family_of_residence_id.",
+            code="invalid_family_exception",
+        )
+    if not allowed:
+        raise InvalidInput(
+            "This area's policy has no family exception.", code="family_exception_not_allowed"
+        )
+    relative = db.session.get(Residence, family_of_id)
+    if relative is None or relative.dwelling_id != dwelling.id or not relative.is_current:
+        raise InvalidInput(
+            "The family member must currently live in the same dwelling.",
+            code="invalid_family_exception",
+            errors={"family_of_residence_id": ["Not a current resident of this dwelling."]},
+        )
+
+
+def register_arrival(
+    identity: Identity,
+    dwelling: Dwelling,
+    document: ParsedDocument,
+    *,
+    name: str,
+    arrived_on: date,
+    phone: str | None = None,
+    origin: str | None = None,
+    birth_date: date | None = None,
+    sex: str | None = None,
+    move: bool = False,
+    override_reason: str | None = None,
+    family_relation: str | None = None,
+    family_of_residence_id: int | None = None,
+) -> Residence:
+    """Register a person at ``dwelling`` (whose row the caller has locked).
+
+    Refused with ``dwelling_full`` when the person would exceed the
+    capacity, unless a supervisor overrides with a written reason; with
+    ``already_registered`` when the person lives elsewhere, unless ``move``
+    asks to depart the old residence in the same transaction.
+    """
+    today = utcnow().date()
+    if arrived_on > today:
+        raise InvalidInput(
+            "The arrival date is in the future.",
+            code="arrival_in_future",
+            errors={"arrived_on": ["Must not be in the future."]},
+        )
+    if override_reason is not None:
+        if identity.role not in OVERRIDE_ROLES:
+            raise Forbidden(
+                "Only a supervisor may register beyond capacity.", code="override_not_allowed"
+            )
+        if len(override_reason.strip()) < 5:
+            raise InvalidInput(
+                "An override needs a written reason.",
+                errors={"override_reason": ["Give the reason in a few words."]},
+            )
+    policy = effective_policy(dwelling.area)
+    _check_family(dwelling, family_relation, family_of_residence_id, policy.family_exception)
+    person, _created = get_or_create_person(
+        document, name, phone=phone, origin=origin, birth_date=birth_date, sex=sex
+    )
+    previous = current_residence(person, for_update=True)
+    if previous is not None:
+        if previous.dwelling_id == dwelling.id:
+            raise Conflict(
+                "This person is already registered at this dwelling.",
+                code="already_registered",
+                residence_id=previous.id,
+            )
+        if not move:
+            raise Conflict(
+                "This person is registered at another dwelling; ask for a move to transfer.",
+                code="already_registered",
+            )
+        if arrived_on < previous.arrived_on:
+            raise InvalidInput(
+                "A move cannot arrive before the previous arrival.",
+                errors={"arrived_on": ["Before the previous residence began."]},
+            )
+    minor = is_minor(person.birth_date, arrived_on)
+    capacity = compute_capacity(dwelling, policy)
+    occupied = occupancy(dwelling, policy.minors_count)
+    counts = policy.minors_count or not minor
+    over_area = counts and occupied.counted + 1 > capacity.area_limit
+    over_rooms = (
+        counts and family_relation is None and occupied.room_counted + 1 > capacity.room_limit
+    )
+    not_rentable = dwelling.status != "rentable"
+    full = counts and (not_rentable or over_area or over_rooms)
+    if full and override_reason is None:
+        if not_rentable:
+            message = f"This dwelling is {dwelling.status.replace('_', ' ')}: it may hold no one."
+        elif over_area:
+            message = (
+                f"The dwelling is full: its area allows {capacity.area_limit} persons"
+                f" at {policy.min_area_per_person_m2} m² {policy.area_basis} area each."
+            )
+        else:
+            message = (
+                f"The dwelling is full: {dwelling.rooms} rooms allow {capacity.room_limit}"
+                f" persons at {policy.max_persons_per_room} per room."
+            )
+        raise AppError(
+            message,
+            code="dwelling_full",
+            status=409,
+            capacity=capacity.capacity,
+            occupants=occupied.occupants,
+            limits=capacity.as_dict(),
+        )
+    if previous is not None:
+        _end(previous, identity, departed_on=arrived_on, card_returned=None, reason="move")
+    deadline = add_working_days(arrived_on, policy.registration_deadline_days)
+    residence = Residence(
+        person=person,
+        dwelling=dwelling,
+        arrived_on=arrived_on,
+        registered_by_id=identity.id if identity.kind == "user" else None,
+        late=today > deadline,
+        registration_deadline=deadline,
+        minor=minor,
+        family_relation=family_relation,
+        family_of_id=family_of_residence_id,
+        override_reason=override_reason if full else None,
+    )
+    db.session.add(residence)
+    db.session.flush()
+    audit.record(
+        "residence.arrive",
+        subject_type="residence",
+        subject_id=residence.id,
+        area_code=dwelling.area.code,
+        details={
+            "dwelling_id": dwelling.id,
+            "person_id": person.id,
+            "late": residence.late,
+            "override": bool(residence.override_reason),
+            "moved_from": previous.id if previous is not None else None,
+        },
+    )
+    signals.residence_arrived.send(residence, overridden=bool(residence.override_reason))
+    return residence
+
+
+def _end(
+    residence: Residence,
+    identity: Identity,
+    *,
+    departed_on: date,
+    card_returned: bool | None,
+    reason: str,
+) -> None:
+    residence.departed_on = departed_on
+    residence.departure_registered_at = utcnow()
+    residence.departed_by_id = identity.id if identity.kind == "user" else None
+    residence.card_returned = card_returned
+    db.session.flush()
+    audit.record(
+        "residence.depart",
+        subject_type="residence",
+        subject_id=residence.id,
+        area_code=residence.dwelling.area.code,
+        details={"reason": reason, "card_returned": card_returned},
+    )
+    signals.residence_departed.send(residence, card_returned=card_returned)
+
+
+def record_departure(
+    identity: Identity, residence: Residence, departed_on: date, card_returned: bool | None
+) -> Residence:
+    """End a residence (人走注销); the card is revoked by the cards domain."""
+    if residence.departed_on is not None:
+        raise Conflict("This residence has already ended.", code="already_departed")
+    if departed_on < residence.arrived_on:
+        raise InvalidInput(
+            "The departure date is before the arrival.",
+            errors={"departed_on": ["Before the arrival date."]},
+        )
+    if departed_on > utcnow().date():
+        raise InvalidInput(
+            "The departure date is in the future.",
+            errors={"departed_on": ["Must not be in the future."]},
+        )
+    _end(
+        residence,
+        identity,
+        departed_on=departed_on,
+        card_returned=card_returned,
+        reason="departure",
+    )
+    return residence

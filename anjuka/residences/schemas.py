@@ -1,0 +1,78 @@
+"""Bodies of the residence and person endpoints."""
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from anjuka.persons.models import DOCUMENT_TYPES
+from anjuka.residences.models import FAMILY_RELATIONS
+
+
+class PersonInputSchema(ma.Schema):
+    document_type = fields.String(required=True, validate=validate.OneOf(DOCUMENT_TYPES))
+    document_number = fields.String(required=True, validate=validate.Length(1, 40))
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    phone = fields.String(allow_none=True, validate=validate.Regexp(r"^[0-9+\- ]{5,32}$"))
+    origin = fields.String(allow_none=True, validate=validate.Length(1, 200))
+    birth_date = fields.Date(allow_none=True)
+    sex = fields.String(allow_none=True, validate=validate.OneOf(["F", "M"]))
+
+
+class ArrivalSchema(ma.Schema):
+    dwelling_id = fields.Integer(required=True, validate=validate.Range(min=1))
+    arrived_on = fields.Date(required=True)
+    person = fields.Nested(PersonInputSchema, required=True)
+    move = fields.Boolean(load_default=False)
+    override_reason = fields.String(allow_none=True, validate=validate.Length(1, 2000))
+    family_relation = fields.String(allow_none=True, validate=validate.OneOf(FAMILY_RELATIONS))
+    family_of_residence_id = fields.Integer(allow_none=True)
+
+
+class DepartureSchema(ma.Schema):
+    departed_on = fields.Date(required=True)
+    card_returned = fields.Boolean(allow_none=True)
+
+
+class PersonSchema(ma.Schema):
+    id = fields.Integer()
+    document_type = fields.String()
+    document_number = fields.String(metadata={"description": "masked unless revealed"})
+    document_masked = fields.Boolean()
+    name = fields.String()
+    sex = fields.String(allow_none=True)
+    birth_date = fields.Date(allow_none=True)
+    phone = fields.String(allow_none=True)
+    origin = fields.String(allow_none=True)
+
+
+class ResidenceSchema(ma.Schema):
+    id = fields.Integer()
+    person_id = fields.Integer()
+    dwelling_id = fields.Integer()
+    address = fields.String()
+    arrived_on = fields.Date()
+    departed_on = fields.Date(allow_none=True)
+    current = fields.Boolean()
+    registered_at = fields.DateTime()
+    registration_deadline = fields.Date(allow_none=True)
+    late = fields.Boolean()
+    minor = fields.Boolean()
+    family_relation = fields.String(allow_none=True)
+    family_of_residence_id = fields.Integer(allow_none=True)
+    override_reason = fields.String(allow_none=True)
+    card_returned = fields.Boolean(allow_none=True)
+    person = fields.Nested(PersonSchema)
+
+
+class RevealQuerySchema(ma.Schema):
+    reveal = fields.Boolean(
+        load_default=False,
+        metadata={"description": "show document numbers in clear (audited; not for managers)"},
+    )
+
+
+class PersonLookupSchema(ma.Schema):
+    document_type = fields.String(
+        load_default="resident_id", validate=validate.OneOf(DOCUMENT_TYPES)
+    )
+    document_number = fields.String(required=True, validate=validate.Length(1, 40))
+    reveal = fields.Boolean(load_default=False)

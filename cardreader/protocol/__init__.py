@@ -1,0 +1,1 @@
+"""Card protocols: APDUs, status words, one session class per card type."""

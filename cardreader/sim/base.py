@@ -1,0 +1,98 @@
+"""What both simulated card models share: APDU parsing, persistence hooks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+def sw(value: int) -> bytes:
+    """A bare status word response."""
+    return value.to_bytes(2, "big")
+
+
+def with_atr_checksum(body: bytes) -> bytes:
+    """Append TCK (XOR of T0..last byte), required when T=1 is offered."""
+    tck = 0
+    for byte in body[1:]:
+        tck ^= byte
+    return body + bytes([tck])
+
+
+def random_uid(size: int = 4) -> bytes:
+    """A random UID; single-size NXP-style UIDs must not start with 0x88 (cascade tag)."""
+    while True:
+        uid = os.urandom(size)
+        if uid[0] != 0x88:
+            return uid
+
+
+@dataclass
+class Command:
+    """A parsed short command APDU."""
+
+    cla: int
+    ins: int
+    p1: int
+    p2: int
+    data: bytes
+    le: int | None  # None: absent; 256 for a 00 Le byte
+
+
+def parse_command(apdu: bytes) -> Command | None:
+    """Parse a short APDU (cases 1-4); None when malformed."""
+    if len(apdu) < 4:
+        return None
+    cla, ins, p1, p2 = apdu[:4]
+    body = apdu[4:]
+    if not body:
+        return Command(cla, ins, p1, p2, b"", None)
+    if len(body) == 1:
+        return Command(cla, ins, p1, p2, b"", body[0] or 256)
+    lc = body[0]
+    if lc == 0:
+        return None  # extended APDUs are not supported by these cards
+    if len(body) == 1 + lc:
+        return Command(cla, ins, p1, p2, body[1:], None)
+    if len(body) == 2 + lc:
+        return Command(cla, ins, p1, p2, body[1 : 1 + lc], body[-1] or 256)
+    return None
+
+
+class SimCardBase:
+    """Common state of a simulated card: UID, ATR, change notification."""
+
+    card_type = ""
+    atr = b""
+
+    def __init__(self, uid: bytes) -> None:
+        self.uid = bytes(uid)
+        #: Called after every change of non-volatile memory (to persist it).
+        self.on_change: Callable[[], None] | None = None
+
+    def changed(self) -> None:
+        """Report a change of non-volatile memory."""
+        if self.on_change is not None:
+            self.on_change()
+
+    def to_state(self) -> dict[str, Any]:
+        """Non-volatile state as JSON-friendly data."""
+        raise NotImplementedError
+
+    def power_on(self) -> None:
+        """Reset the volatile state."""
+        raise NotImplementedError
+
+    def process_apdu(self, apdu: bytes) -> bytes:
+        """Answer one command APDU."""
+        raise NotImplementedError
+
+    def get_uid(self, command: Command) -> bytes:
+        """PC/SC Part 3 GET DATA (FF CA): the reader answers it, so the simulator does too."""
+        if command.p1 != 0x00 or command.p2 != 0x00:
+            return sw(0x6A81)
+        if command.le is not None and command.le != 256 and command.le != len(self.uid):
+            return sw(0x6C00 | len(self.uid))
+        return self.uid + sw(0x9000)

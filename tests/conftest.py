@@ -1,0 +1,271 @@
+"""Fixtures: an app per database backend, factories for registry records.
+
+Every test that takes ``app`` (directly or through a factory) runs on SQLite
+and on PostgreSQL. The PostgreSQL server is ``ANJUKA_TEST_PG_URL`` (default:
+the local server); each test session creates its own database there and
+drops it afterwards. A PostgreSQL test that cannot reach the server fails.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from anjuka import create_app
+from anjuka.config import Config
+from anjuka.extensions import db
+
+PG_ADMIN_URL = os.environ.get("ANJUKA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        help="run database tests on this backend only (repeatable; default: both)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--backend") or list(BACKENDS)
+        metafunc.parametrize("backend", chosen, scope="session")
+
+
+@pytest.fixture(scope="session")
+def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One key file for the session, as a deployment would have."""
+    return tmp_path_factory.mktemp("keys") / "keys.json"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session; its URL."""
+    name = f"anjuka_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_url(backend: str, tmp_dir: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_dir / 'anjuka.sqlite3'}"
+    return request.getfixturevalue("pg_database")
+
+
+@pytest.fixture(scope="session")
+def _session_app(
+    backend: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    keys_file: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Flask]:
+    instance = tmp_path_factory.mktemp(f"instance-{backend}")
+    config = Config(
+        instance_path=instance,
+        database_url=database_url(backend, instance, request),
+        keys_file=keys_file,
+        testing=True,
+    )
+    app = create_app(config)
+    with app.app_context():
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def _empty_tables(app: Flask) -> None:
+    with app.app_context():
+        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(
+                    "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+                )
+            else:
+                for table in tables:
+                    conn.exec_driver_sql(f'DELETE FROM "{table}"')
+
+
+@pytest.fixture
+def app(_session_app: Flask) -> Iterator[Flask]:
+    """The application on an empty database, inside an app context."""
+    _empty_tables(_session_app)
+    with _session_app.app_context():
+        yield _session_app
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def create_area(app: Flask) -> Callable[..., dict]:
+    """Factory: ``create_area(code, parent_code=None, **policy)`` -> the area's JSON."""
+    from anjuka.areas.operations import create_area as create
+
+    def make(
+        code: str | None = None,
+        parent_code: str | None = None,
+        name: str | None = None,
+        **policy: object,
+    ) -> dict:
+        code = code or f"A{next(_counter)}"
+        policy = {
+            k: Decimal(str(v)) if k == "min_area_per_person_m2" else v for k, v in policy.items()
+        }
+        area = create(code, name or f"Area {code}", parent_code, policy)
+        db.session.commit()
+        return {"id": area.id, "code": area.code}
+
+    return make
+
+
+@pytest.fixture
+def create_estate(app: Flask) -> Callable[..., int]:
+    """Factory: ``create_estate(area_code)`` -> estate id."""
+    from anjuka.areas.operations import find_area
+    from anjuka.dwellings.operations import create_estate as create
+
+    def make(area_code: str, name: str = "Estate") -> int:
+        estate = create(find_area(area_code), name, None, None)
+        db.session.commit()
+        return estate.id
+
+    return make
+
+
+@pytest.fixture
+def create_dwelling(app: Flask) -> Callable[..., int]:
+    """Factory: ``create_dwelling(area_code, usable=20, rooms=2, ...)`` -> dwelling id."""
+    from anjuka.areas.operations import find_area
+    from anjuka.dwellings.models import Estate
+    from anjuka.dwellings.operations import create_dwelling as create
+
+    def make(
+        area_code: str,
+        usable: float | None = 20,
+        rooms: int = 2,
+        *,
+        building: float | None = None,
+        status: str = "rentable",
+        estate_id: int | None = None,
+        address: str | None = None,
+    ) -> int:
+        dwelling = create(
+            find_area(area_code),
+            db.session.get(Estate, estate_id) if estate_id else None,
+            {
+                "address": address or f"Test Road {next(_counter)}",
+                "usable_area_m2": None if usable is None else Decimal(str(usable)),
+                "building_area_m2": None if building is None else Decimal(str(building)),
+                "rooms": rooms,
+                "status": status,
+            },
+        )
+        db.session.commit()
+        return dwelling.id
+
+    return make
+
+
+@pytest.fixture
+def create_user(app: Flask, client: FlaskClient) -> Callable[..., dict]:
+    """Factory: ``create_user(role, scopes=[...])`` -> {"id", "username", "headers"}."""
+    from anjuka.auth.operations import create_user as create
+
+    def make(role: str, scopes: list[str] | None = None, username: str | None = None) -> dict:
+        username = username or f"{role}{next(_counter)}"
+        password = "correct horse battery"
+        user = create(username, role, password, scopes or [])
+        db.session.commit()
+        response = client.post(
+            "/api/v1/auth/tokens", json={"username": username, "password": password}
+        )
+        assert response.status_code == 201, response.json
+        token = response.json["token"]
+        return {
+            "id": user.id,
+            "username": username,
+            "password": password,
+            "token": token,
+            "headers": {"Authorization": f"Bearer {token}"},
+        }
+
+    return make
+
+
+def make_id_number(birth: date = date(1990, 5, 17), serial: int = 123) -> str:
+    """A valid resident ID number; odd serial digit → male."""
+    from anjuka.persons.identity import resident_id_check_char
+
+    first17 = f"330203{birth:%Y%m%d}{serial:03d}"
+    return first17 + resident_id_check_char(first17)
+
+
+_id_serial = itertools.count(100)
+
+
+@pytest.fixture
+def new_id_number() -> Callable[..., str]:
+    """Factory: a fresh valid resident ID number on each call."""
+
+    def make(birth: date = date(1990, 5, 17)) -> str:
+        return make_id_number(birth, next(_id_serial) % 1000)
+
+    return make
+
+
+@pytest.fixture
+def arrive(client: FlaskClient, new_id_number: Callable[..., str]) -> Callable[..., object]:
+    """Factory: ``arrive(headers, dwelling_id, **extra)`` -> the response."""
+
+    def make(
+        headers: dict,
+        dwelling_id: int,
+        *,
+        number: str | None = None,
+        arrived_on: str | None = None,
+        name: str = "张三",
+        **extra: object,
+    ):
+        body = {
+            "dwelling_id": dwelling_id,
+            "arrived_on": arrived_on or date.today().isoformat(),
+            "person": {
+                "document_type": "resident_id",
+                "document_number": number or new_id_number(),
+                "name": name,
+            },
+            **extra,
+        }
+        return client.post("/api/v1/residences", json=body, headers=headers)
+
+    return make
+
+
+def count_rows(model: type) -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(model))

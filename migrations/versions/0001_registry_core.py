@@ -1,6 +1,6 @@
 """registry core
 
-Revision ID: 753e26b6f48a
+Revision ID: 0001_registry_core
 Revises: 
 Create Date: 2026-11-29 02:08:45.569620
 """
@@ -8,7 +8,7 @@ Create Date: 2026-11-29 02:08:45.569620
 import sqlalchemy as sa
 from alembic import op
 
-revision = '753e26b6f48a'
+revision = '0001_registry_core'
 down_revision = None
 branch_labels = None
 depends_on = None

@@ -103,17 +103,23 @@ def parse_slot(raw: bytes, marker: Marker) -> bytes | None:
     return record
 
 
-def read_current(read: Callable[[int, int], bytes]) -> bytes | None:
-    """Read the committed record through ``read(offset, length)``; None when blank.
+def read_committed(read: Callable[[int, int], bytes]) -> tuple[bytes, bytes | None]:
+    """Read the raw marker and the committed record (None when blank) via ``read``.
 
     Reads only the marker and the slot it names, which matters on MIFARE
     where every 16 bytes is an APDU.
     """
-    marker = parse_marker(read(MARKER_OFFSET, MARKER_SIZE))
+    raw = bytes(read(MARKER_OFFSET, MARKER_SIZE))
+    marker = parse_marker(raw)
     if marker is None or marker.state == STATE_ERASED or marker.length > MAX_RECORD_SIZE:
-        return None
+        return raw, None
     size = SLOT_HEADER_SIZE + marker.length
-    return parse_slot(read(SLOT_OFFSETS[marker.state], size + (-size % UNIT)), marker)
+    return raw, parse_slot(read(SLOT_OFFSETS[marker.state], size + (-size % UNIT)), marker)
+
+
+def read_current(read: Callable[[int, int], bytes]) -> bytes | None:
+    """Read the committed record through ``read(offset, length)``; None when blank."""
+    return read_committed(read)[1]
 
 
 def parse_image(image: bytes) -> bytes | None:

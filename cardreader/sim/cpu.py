@@ -31,7 +31,7 @@ KEY_CHECK_SIZE = 3
 def des3_ecb(key: bytes, data: bytes, decrypt: bool = False) -> bytes:
     """2-key 3DES in ECB mode, as FMCOS uses for challenge cryptograms."""
     # ECB over whole 8-byte blocks of random challenges or keys: no pattern to leak.
-    cipher = Cipher(TripleDES(key), modes.ECB())  # noqa: S305
+    cipher = Cipher(TripleDES(key + key[:8]), modes.ECB())  # noqa: S305
     op = cipher.decryptor() if decrypt else cipher.encryptor()
     return op.update(data) + op.finalize()
 

@@ -125,6 +125,12 @@ class PcscReader(Reader):
         return True
 
     def wait_for_card(self, timeout: float) -> Connection | None:
+        """See Reader.wait_for_card.
+
+        pcscd polls readers, so right after a card left it may still report it
+        present: the connection then fails on its first APDU with
+        CardRemovedError, and the caller waits again (see protocol.card.present_card).
+        """
         deadline = time.monotonic() + timeout
         while True:
             name = self.resolve()
@@ -161,7 +167,7 @@ class PcscReader(Reader):
         if hresult != scard.SCARD_S_SUCCESS:
             raise TransportError(f"cannot connect to the card: {_message(hresult)}")
         hresult, _reader, _state, _protocol, atr = scard.SCardStatus(card)
-        if hresult != scard.SCARD_S_SUCCESS:
+        if hresult != scard.SCARD_S_SUCCESS or not atr:
             scard.SCardDisconnect(card, scard.SCARD_LEAVE_CARD)
             return None
         return PcscConnection(card, protocol, bytes(atr), name)
@@ -191,13 +197,22 @@ class PcscConnection(Connection):
         hresult, response = scard.SCardTransmit(self._card, self._protocol, list(apdu))
         if hresult != scard.SCARD_S_SUCCESS:
             if _code(hresult) in _GONE or _code(hresult) in _NO_READER:
+                self._lost()
                 raise CardRemovedError(f"card lost: {_message(hresult)}")
             raise TransportError(f"transmit failed: {_message(hresult)}")
         data = bytes(response)
         trace("<<", data)
         if len(data) < 2:
-            raise TransportError("response shorter than a status word")
+            # vpcd (and some contactless readers) report a card that left mid-exchange
+            # as a successful transmit with no status word.
+            self._lost()
+            raise CardRemovedError("no status word from the card: it left the field")
         return data[:-2], int.from_bytes(data[-2:], "big")
+
+    def _lost(self) -> None:
+        if self._card is not None:
+            scard.SCardDisconnect(self._card, scard.SCARD_LEAVE_CARD)
+            self._card = None
 
     def close(self) -> None:
         # Reset on release so no authenticated state outlives our session.

@@ -164,7 +164,7 @@ class SimMifareCard(SimCardBase):
             return sw(0x6300)
         self.auth = (sector, which)
         rights = self._rights(sector)
-        self.auth_unusable = which == B and (rights is None or B in self._key_b_readers(rights))
+        self.auth_unusable = which == B and (rights is None or bool(self._key_b_readers(rights)))
         return sw(0x9000)
 
     @staticmethod

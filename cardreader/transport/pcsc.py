@@ -124,6 +124,14 @@ class PcscReader(Reader):
             return False
         return True
 
+    def card_present(self) -> bool:
+        """True when pcscd currently reports a card in the reader."""
+        name = self.resolve()
+        hresult, states = scard.SCardGetStatusChange(
+            self._ctx(), 0, [(name, scard.SCARD_STATE_UNAWARE)]
+        )
+        return bool(hresult == scard.SCARD_S_SUCCESS and states[0][1] & scard.SCARD_STATE_PRESENT)
+
     def wait_for_card(self, timeout: float) -> Connection | None:
         """See Reader.wait_for_card.
 

@@ -1,0 +1,194 @@
+"""Fixtures for the card reader tests: keys, records, simulated cards, and the
+PC/SC harness (pcscd + vpcd + ``anjuka-cardsim`` subprocesses).
+
+A ``pcsc`` test that cannot reach pcscd fails: it never skips.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cardreader.record import CardRecord, sign_record
+from cardreader.sim.cpu import SimCpuCard
+from cardreader.sim.mifare import SimMifareCard
+from cardreader.transport.memory import MemoryReader
+
+READERS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01"}
+CPU_KEYS = {"transport_key": "ff" * 16, "write_key": "a1" * 16, "internal_key": "b2" * 16}
+MIFARE_KEYS = {"transport_key": "ff" * 6, "key_a": b"ANJUKA".hex(), "key_b": "c3d4e5f60718"}
+JOB_KEYS = {"cpu": CPU_KEYS, "mifare1k": MIFARE_KEYS}
+SIGNING_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+KEY_ID = 7
+
+
+def make_record(uid: bytes, residence_id: int = 42, card_no: str = "AJ00000012Q") -> bytes:
+    """A record signed for ``uid`` with the test signing key."""
+    record = CardRecord(
+        card_no=card_no,
+        residence_id=residence_id,
+        area_code="330203",
+        valid_from=datetime.date(2026, 1, 1),
+        valid_until=datetime.date(2027, 12, 31),
+        key_id=KEY_ID,
+    )
+    return sign_record(record, uid, SIGNING_KEY)
+
+
+def new_sim(card_type: str, uid: bytes | None = None) -> SimCpuCard | SimMifareCard:
+    """A blank simulated card of ``card_type``."""
+    return SimCpuCard(uid) if card_type == "cpu" else SimMifareCard(uid)
+
+
+@pytest.fixture(params=["cpu", "mifare1k"])
+def card_type(request: pytest.FixtureRequest) -> str:
+    """Both card types."""
+    return str(request.param)
+
+
+@pytest.fixture
+def memory_card(card_type: str) -> tuple[MemoryReader, SimCpuCard | SimMifareCard]:
+    """A memory reader holding a blank simulated card of each type."""
+    sim = new_sim(card_type)
+    return MemoryReader(card=sim), sim
+
+
+# -- PC/SC harness -------------------------------------------------------------
+
+
+def _pcsc_readers() -> list[str] | None:
+    from cardreader.transport.base import NoReaderError
+    from cardreader.transport.pcsc import list_readers
+
+    try:
+        return list_readers()
+    except NoReaderError:
+        return None
+
+
+@pytest.fixture(scope="session")
+def pcscd() -> Iterator[list[str]]:
+    """A running pcscd with both vpcd readers; started here only if none runs."""
+    started: subprocess.Popen[bytes] | None = None
+    if _pcsc_readers() is None:
+        binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
+        if not Path(binary).exists():
+            pytest.fail("pcscd is not installed (apt-get install pcscd vsmartcard-vpcd)")
+        started = subprocess.Popen(
+            [binary, "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    deadline = time.monotonic() + 10
+    readers = _pcsc_readers() or []
+    while not set(READERS.values()) <= set(readers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        readers = _pcsc_readers() or []
+    if not set(READERS.values()) <= set(readers):
+        if started:
+            started.terminate()
+        pytest.fail(f"pcscd with the vpcd readers is not reachable (readers: {readers})")
+    yield readers
+    if started is not None:
+        started.terminate()
+        try:
+            started.wait(5)
+        except subprocess.TimeoutExpired:
+            started.kill()
+
+
+@dataclass
+class SimProcess:
+    """A running ``anjuka-cardsim``."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    state: Path | None
+    log: Path
+    reader_name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reader_name = READERS[self.port]
+
+    def wait_exit(self, timeout: float = 5.0) -> int:
+        """Wait for the simulator to leave on its own (after a tear)."""
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        """SIGTERM, wait, and wait until pcscd has seen the card leave."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        wait_reader(self.reader_name, present=False)
+
+
+def wait_reader(name: str, present: bool, timeout: float = 5.0) -> None:
+    """Wait until pcscd reports reader ``name`` with (or without) a card."""
+    from cardreader.transport.pcsc import PcscReader
+
+    reader = PcscReader(name)
+    try:
+        deadline = time.monotonic() + timeout
+        while reader.card_present() != present:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name}: card present is not {present} after {timeout} s")
+            time.sleep(0.02)
+    finally:
+        reader.close()
+
+
+@pytest.fixture
+def cardsim(pcscd: list[str], tmp_path: Path) -> Iterator[Callable[..., SimProcess]]:
+    """Factory: start ``anjuka-cardsim`` on a vpcd port; every one is stopped at the end."""
+    running: list[SimProcess] = []
+
+    def start(
+        card_type: str,
+        port: int = 35963,
+        state: Path | None = None,
+        uid: str | None = None,
+        tear_after: int | None = None,
+        reinsert_after: float | None = None,
+        clone_of: Path | None = None,
+        wait: bool = True,
+    ) -> SimProcess:
+        for other in running:
+            if other.port == port:
+                other.stop()
+        args = [sys.executable, "-m", "cardreader.sim.cli", "--type", card_type]
+        args += ["--reader-port", str(port)]
+        if state is not None:
+            args += ["--state", str(state)]
+        if uid is not None:
+            args += ["--uid", uid]
+        if tear_after is not None:
+            args += ["--tear-after", str(tear_after)]
+        if reinsert_after is not None:
+            args += ["--reinsert-after", str(reinsert_after)]
+        if clone_of is not None:
+            args += ["--clone-of", str(clone_of)]
+        log = tmp_path / f"cardsim-{len(running)}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=os.environ)
+        sim = SimProcess(proc, port, state, log)
+        running.append(sim)
+        if wait:
+            wait_reader(sim.reader_name, present=True)
+        return sim
+
+    yield start
+    for sim in running:
+        sim.stop()

@@ -28,6 +28,10 @@ class Config:
     keys_file: Path | None = None
     testing: bool = False
     sql_echo: bool = False
+    #: The registry's calendar: arrival, departure and deadline days are counted here.
+    timezone: str = "Asia/Shanghai"
+    #: Connections per process on PostgreSQL (size it to gunicorn's threads).
+    db_pool_size: int | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:
@@ -42,6 +46,10 @@ class Config:
             values["keys_file"] = Path(env["ANJUKA_KEYS_FILE"])
         if env.get("ANJUKA_TOKEN_HOURS"):
             values["token_lifetime"] = timedelta(hours=float(env["ANJUKA_TOKEN_HOURS"]))
+        if env.get("ANJUKA_TIMEZONE"):
+            values["timezone"] = env["ANJUKA_TIMEZONE"]
+        if env.get("ANJUKA_DB_POOL_SIZE"):
+            values["db_pool_size"] = int(env["ANJUKA_DB_POOL_SIZE"])
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
@@ -62,10 +70,13 @@ class Config:
 
     def flask_settings(self) -> dict[str, object]:
         """The settings Flask and its extensions read from ``app.config``."""
+        engine_options: dict[str, object] = {"pool_pre_ping": True}
+        if self.db_pool_size and not self.resolved_database_url.startswith("sqlite"):
+            engine_options.update(pool_size=self.db_pool_size, max_overflow=self.db_pool_size)
         return {
             "SQLALCHEMY_DATABASE_URI": self.resolved_database_url,
             "SQLALCHEMY_ECHO": self.sql_echo,
-            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+            "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
             "MAX_CONTENT_LENGTH": self.max_content_length,
             "TESTING": self.testing,
             "SESSION_COOKIE_HTTPONLY": True,

@@ -6,7 +6,7 @@ import marshmallow as ma
 from flask_smorest import Api as _SmorestApi
 from werkzeug.exceptions import HTTPException
 
-from anjuka.core.errors import error_body, http_error_code
+from anjuka.core.errors import error_body, http_error_code, rollback_request
 
 
 class ErrorSchema(ma.Schema):
@@ -25,6 +25,7 @@ class Api(_SmorestApi):
 
     def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
         """Render a Werkzeug/webargs HTTP error in the contract's shape."""
+        rollback_request()
         data = getattr(error, "data", None) or {}
         errors = data.get("errors") or data.get("messages")
         if isinstance(errors, dict) and set(errors) <= {"json", "query", "view_args"}:
@@ -40,6 +41,8 @@ class Api(_SmorestApi):
             message = "The request body is not valid JSON."
         elif code == "validation_error":
             message = "The request has invalid fields."
-        headers = data.get("headers") or {}
+        headers = dict(data.get("headers") or {})
+        if getattr(error, "valid_methods", None):
+            headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
         body = error_body(error.code or 500, code, message, errors)
         return body, error.code, headers

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from flask import Flask, jsonify
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -98,22 +98,60 @@ def http_error_code(error: HTTPException, errors: Any = None) -> str:
     return _HTTP_CODES.get(error.code or 500, "http_error")
 
 
+#: PostgreSQL states that mean "another transaction was in the way; try again".
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03"}
+
+
+def rollback_request() -> None:
+    """Undo whatever a failed request flushed: a refusal writes nothing.
+
+    The session is also discarded at the end of the app context, but a
+    caller that keeps its context (the CLI, a test client, a job runner)
+    would otherwise commit the half-done work with its next request.
+    """
+    from anjuka.extensions import db  # extensions imports this module
+
+    try:
+        db.session.rollback()
+    except Exception:  # the original error matters more than a failed rollback
+        log.exception("rollback after an error failed")
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+
+
 def init_app(app: Flask) -> None:
     """Register the handlers for our errors and anything unexpected."""
 
     @app.errorhandler(AppError)
     def _app_error(exc: AppError):  # type: ignore[no-untyped-def]
+        rollback_request()
         body = error_body(exc.status, exc.code, exc.message, exc.errors, **exc.extra)
-        return jsonify(body), exc.status
+        headers = {}
+        if "retry_after" in exc.extra:
+            headers["Retry-After"] = str(exc.extra["retry_after"])
+        return jsonify(body), exc.status, headers
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         if isinstance(exc, HTTPException):
             return app.extensions["anjuka_api"].handle_http_exception(exc)
+        rollback_request()
         if isinstance(exc, IntegrityError):
             # A database invariant caught what the operations did not check.
             log.warning("integrity error: %s", exc.orig)
             body = error_body(409, "conflict", "The change conflicts with the registry's state.")
             return jsonify(body), 409
+        if isinstance(exc, DataError | OverflowError):
+            # A value the schemas let through but no column can hold (an id
+            # beyond the integer range, a string too long for its column).
+            log.warning("unstorable value: %s", exc)
+            body = error_body(422, "invalid_value", "A value is out of range for the registry.")
+            return jsonify(body), 422
+        if isinstance(exc, DBAPIError) and _sqlstate(exc) in _RETRYABLE_SQLSTATES:
+            log.warning("transaction conflict: %s", exc.orig)
+            body = error_body(503, "try_again", "The registry was busy; send the request again.")
+            return jsonify(body), 503, {"Retry-After": "1"}
         log.exception("unhandled error")
         return jsonify(error_body(500, "internal_error", "Internal error.")), 500

@@ -14,11 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app, g, request
+from werkzeug.routing import IntegerConverter
 
 from anjuka.core.errors import AppError, Forbidden, Unauthorized
+from anjuka.core.inputs import check_request_input
 
 _ACCESS_ATTR = "_anjuka_access"
 PUBLIC_ENDPOINTS = {"api-docs.openapi_json", "static"}
+#: Ids are 32-bit integers in every table.
+MAX_ID = 2**31 - 1
 
 TokenResolver = Callable[[str], "Identity | None"]
 _token_resolvers: dict[str, TokenResolver] = {}
@@ -110,7 +114,11 @@ def _check_body_type() -> None:
 
 
 def gate() -> None:
-    """Before every request: identify the caller and apply the view's rule."""
+    """Before every request: identify the caller, apply the view's rule, then check the input.
+
+    The caller is refused (401/403) before anything of the body is read, so
+    an anonymous request learns nothing from how its body is judged.
+    """
     g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
     if request.endpoint is None:
         return  # routing fails with 404/405 on its own
@@ -118,26 +126,35 @@ def gate() -> None:
     access = getattr(view, _ACCESS_ATTR, None)
     if request.endpoint in PUBLIC_ENDPOINTS:
         access = ("public",)
-    _check_body_type()
     if access is None:
         raise Forbidden("This endpoint is not open to anyone.")
     if access[0] == "public":
         g.identity = _resolve_identity() if request.headers.get("Authorization") else None
-        return
-    identity = _resolve_identity()
-    if identity is None:
-        raise Unauthorized("A valid bearer token is required.", code="unauthorized")
-    g.identity = identity
-    if access[0] == "reader":
-        if identity.kind != "reader":
-            raise Forbidden("Only a desk reader may call this endpoint.")
-        return
-    if identity.kind != "user" or identity.role not in access[1]:
-        raise Forbidden("Your role may not do this.")
+    else:
+        identity = _resolve_identity()
+        if identity is None:
+            raise Unauthorized("A valid bearer token is required.", code="unauthorized")
+        g.identity = identity
+        if access[0] == "reader":
+            if identity.kind != "reader":
+                raise Forbidden("Only a desk reader may call this endpoint.")
+        elif identity.kind != "user" or identity.role not in access[1]:
+            raise Forbidden("Your role may not do this.")
+    _check_body_type()
+    check_request_input()
+
+
+class _BoundedIntegerConverter(IntegerConverter):
+    """``<int:...>`` limited to the database's integer ids: larger numbers match nothing (404)."""
+
+    def __init__(self, url_map, *args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def init_app(app: Flask) -> None:
     """Install the gate and the response headers every answer carries."""
+    app.url_map.converters["int"] = _BoundedIntegerConverter
     app.before_request(gate)
 
     @app.after_request

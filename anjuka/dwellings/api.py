@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from flask_smorest import Blueprint
 
 from anjuka.areas.models import Area
+from anjuka.areas.operations import effective_policy
 from anjuka.auth.scope import (
     area_in_scope,
     dwelling_filter,
@@ -14,7 +15,7 @@ from anjuka.auth.scope import (
     get_dwelling_or_404,
     get_estate_or_404,
 )
-from anjuka.core.errors import NotFound
+from anjuka.core.errors import Forbidden, NotFound
 from anjuka.core.pagination import paginate
 from anjuka.core.security import require_identity, requires
 from anjuka.dwellings import operations
@@ -37,11 +38,13 @@ WRITERS = ("supervisor", "manager")
 
 def dwelling_views(dwellings: list[Dwelling]) -> list[dict]:
     """Dwellings with capacity and occupants, computed in one query per page."""
-    counts = operations.occupant_counts([d.id for d in dwellings])
+    found = operations.occupancies([d.id for d in dwellings])
     cache: dict = {}
     views = []
     for d in dwellings:
-        capacity = operations.capacity_of(d, cache)
+        policy = effective_policy(d.area, cache=cache)
+        capacity = operations.compute_capacity(d, policy)
+        occupancy = found[d.id]
         views.append(
             {
                 "id": d.id,
@@ -56,8 +59,8 @@ def dwelling_views(dwellings: list[Dwelling]) -> list[dict]:
                 "rooms": d.rooms,
                 "status": d.status,
                 "capacity": capacity.capacity,
-                "occupants": counts[d.id],
-                "over_capacity": counts[d.id] > capacity.capacity,
+                "occupants": occupancy.occupants,
+                "over_capacity": operations.is_over_capacity(capacity, occupancy, policy),
                 "limits": capacity.as_dict(),
             }
         )
@@ -130,8 +133,21 @@ def get_dwelling(dwelling_id: int):
 @blp.response(200, DwellingSchema)
 @requires(*WRITERS)
 def patch_dwelling(body: dict, dwelling_id: int):
-    """Change a dwelling's measures, rooms or status (occupants stay)."""
+    """Change a dwelling's measures, rooms or status (occupants stay).
+
+    Whether a structure is illegal (违法违建) is the authorities' finding: a
+    manager may take a flat off the market and back, but neither declare
+    nor lift illegality.
+    """
+    identity = require_identity()
     dwelling = get_dwelling_or_404(dwelling_id, for_update=True)
+    status = body.get("status", dwelling.status)
+    touches_illegal = status != dwelling.status and "illegal" in {status, dwelling.status}
+    if identity.role == "manager" and touches_illegal:
+        raise Forbidden(
+            "Only a supervisor may declare a dwelling illegal or lift it.",
+            code="status_change_not_allowed",
+        )
     operations.update_dwelling(dwelling, body)
     db.session.commit()
     return dwelling_views([dwelling])[0]

@@ -66,20 +66,66 @@ def capacity_of(dwelling: Dwelling, cache: dict | None = None) -> Capacity:
     return compute_capacity(dwelling, effective_policy(dwelling.area, cache=cache))
 
 
-def occupant_counts(dwelling_ids: list[int]) -> dict[int, int]:
-    """Current residents per dwelling."""
+@dataclass(frozen=True)
+class Occupancy:
+    """Who lives in a dwelling now, and who of them counts toward its limits."""
+
+    occupants: int = 0
+    minors: int = 0
+    family: int = 0  # living there under the family exception
+    minor_family: int = 0
+
+    def counted(self, minors_count: bool) -> int:
+        """Residents counting toward the area limit (minors per policy)."""
+        return self.occupants - (0 if minors_count else self.minors)
+
+    def room_counted(self, minors_count: bool) -> int:
+        """Residents counting toward the per-room limit (the family exception is exempt)."""
+        family = self.family - (0 if minors_count else self.minor_family)
+        return self.counted(minors_count) - family
+
+
+def occupancies(dwelling_ids: list[int]) -> dict[int, Occupancy]:
+    """Current residents per dwelling, in one query."""
     from anjuka.residences.models import Residence  # residences build on dwellings
 
     if not dwelling_ids:
         return {}
+    family = Residence.family_relation.is_not(None)
+    one = sa.literal(1)
     rows = db.session.execute(
-        sa.select(Residence.dwelling_id, sa.func.count())
+        sa.select(
+            Residence.dwelling_id,
+            sa.func.count(),
+            sa.func.count(sa.case((Residence.minor, one))),
+            sa.func.count(sa.case((family, one))),
+            sa.func.count(sa.case((sa.and_(Residence.minor, family), one))),
+        )
         .where(Residence.dwelling_id.in_(dwelling_ids), Residence.departed_on.is_(None))
         .group_by(Residence.dwelling_id)
     )
-    counts = dict.fromkeys(dwelling_ids, 0)
-    counts.update({dwelling_id: n for dwelling_id, n in rows})
-    return counts
+    found = {row[0]: Occupancy(*row[1:]) for row in rows}
+    return {dwelling_id: found.get(dwelling_id, Occupancy()) for dwelling_id in dwelling_ids}
+
+
+def occupant_counts(dwelling_ids: list[int]) -> dict[int, int]:
+    """Current residents per dwelling."""
+    return {k: v.occupants for k, v in occupancies(dwelling_ids).items()}
+
+
+def is_over_capacity(capacity: Capacity, occupancy: Occupancy, policy: Policy) -> bool:
+    """Whether the residents exceed what the desk would register today.
+
+    The same counting as an arrival: minors per policy, the family exception
+    exempt from the per-room limit only. A dwelling that may hold no one is
+    over capacity with anyone in it.
+    """
+    if capacity.reason is not None:
+        return occupancy.occupants > 0
+    return (
+        occupancy.counted(policy.minors_count) > capacity.area_limit
+        or occupancy.room_counted(policy.minors_count) > capacity.room_limit
+    )
 
 
 def _check_measures(values: dict) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from anjuka.core.errors import InvalidInput
+from anjuka.core.time import local_today
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
@@ -47,7 +48,7 @@ def parse_document(document_type: str, raw: str) -> ParsedDocument:
         birth = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
     except ValueError:
         raise _invalid("The birth date in the ID number does not exist.") from None
-    if birth.year < 1880 or birth > date.today():
+    if birth.year < 1880 or birth > local_today():
         raise _invalid("The birth date in the ID number is out of range.")
     if resident_id_check_char(number[:17]) != number[17]:
         raise _invalid("The ID number's check digit is wrong.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 
 import sqlalchemy as sa
@@ -12,9 +11,9 @@ from anjuka.audit import operations as audit
 from anjuka.core import signals
 from anjuka.core.errors import AppError, Conflict, Forbidden, InvalidInput
 from anjuka.core.security import Identity
-from anjuka.core.time import add_working_days, utcnow
+from anjuka.core.time import add_working_days, local_today, utcnow
 from anjuka.dwellings.models import Dwelling
-from anjuka.dwellings.operations import compute_capacity
+from anjuka.dwellings.operations import compute_capacity, occupancies
 from anjuka.extensions import db
 from anjuka.persons.identity import ParsedDocument
 from anjuka.persons.models import Person
@@ -24,36 +23,12 @@ from anjuka.residences.models import FAMILY_RELATIONS, Residence
 OVERRIDE_ROLES = {"supervisor", "admin"}
 
 
-@dataclass(frozen=True)
-class Occupancy:
-    """Who counts toward a dwelling's limits right now."""
-
-    occupants: int  # everyone currently registered
-    counted: int  # those counting toward the area limit (minors per policy)
-    room_counted: int  # those counting toward the per-room limit (no family exception)
-
-
 def is_minor(birth_date: date | None, on: date) -> bool:
     """Under 18 on ``on``; unknown birth dates count as adults."""
     if birth_date is None:
         return False
     had_birthday = (on.month, on.day) >= (birth_date.month, birth_date.day)
     return on.year - birth_date.year - (0 if had_birthday else 1) < 18
-
-
-def occupancy(dwelling: Dwelling, minors_count: bool) -> Occupancy:
-    """Count the current residents of ``dwelling``."""
-    rows = db.session.execute(
-        sa.select(Residence.minor, Residence.family_relation).where(
-            Residence.dwelling_id == dwelling.id, Residence.departed_on.is_(None)
-        )
-    ).all()
-    counted = [r for r in rows if minors_count or not r.minor]
-    return Occupancy(
-        occupants=len(rows),
-        counted=len(counted),
-        room_counted=sum(1 for r in counted if r.family_relation is None),
-    )
 
 
 def current_residence(person: Person, *, for_update: bool = False) -> Residence | None:
@@ -112,7 +87,7 @@ def register_arrival(
     ``already_registered`` when the person lives elsewhere, unless ``move``
     asks to depart the old residence in the same transaction.
     """
-    today = utcnow().date()
+    today = local_today()
     if arrived_on > today:
         raise InvalidInput(
             "The arrival date is in the future.",
@@ -154,14 +129,17 @@ def register_arrival(
             )
     minor = is_minor(person.birth_date, arrived_on)
     capacity = compute_capacity(dwelling, policy)
-    occupied = occupancy(dwelling, policy.minors_count)
+    occupied = occupancies([dwelling.id])[dwelling.id]
     counts = policy.minors_count or not minor
-    over_area = counts and occupied.counted + 1 > capacity.area_limit
+    over_area = counts and occupied.counted(policy.minors_count) + 1 > capacity.area_limit
     over_rooms = (
-        counts and family_relation is None and occupied.room_counted + 1 > capacity.room_limit
+        counts
+        and family_relation is None
+        and occupied.room_counted(policy.minors_count) + 1 > capacity.room_limit
     )
+    # A dwelling that may hold no one holds no minor either.
     not_rentable = dwelling.status != "rentable"
-    full = counts and (not_rentable or over_area or over_rooms)
+    full = not_rentable or over_area or over_rooms
     if full and override_reason is None:
         if not_rentable:
             message = f"This dwelling is {dwelling.status.replace('_', ' ')}: it may hold no one."
@@ -251,7 +229,7 @@ def record_departure(
             "The departure date is before the arrival.",
             errors={"departed_on": ["Before the arrival date."]},
         )
-    if departed_on > utcnow().date():
+    if departed_on > local_today():
         raise InvalidInput(
             "The departure date is in the future.",
             errors={"departed_on": ["Must not be in the future."]},

@@ -21,3 +21,14 @@ def register_domains(app: Flask) -> None:
     register_token_resolver(auth_operations.USER_TOKEN_PREFIX, auth_operations.resolve_user_token)
     for module in (auth_api, areas_api, dwellings_api, residences_api, audit_api):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)
+
+    # Alerts, verifications and webhooks build on every domain above.
+    from anjuka.alerts import api as alerts_api
+    from anjuka.alerts import handlers as alert_handlers
+    from anjuka.notifications import api as webhooks_api
+    from anjuka.notifications import operations as notifications
+
+    alert_handlers.connect()
+    notifications.connect(app)
+    for module in (alerts_api, webhooks_api):
+        api.register_blueprint(module.blp, url_prefix=API_PREFIX)

@@ -18,3 +18,5 @@ residence_departed = _signals.signal("residence-departed")
 policy_changed = _signals.signal("policy-changed")
 #: sender: the Dwelling whose attributes changed
 dwelling_changed = _signals.signal("dwelling-changed")
+#: sender: the Alert just created (not sent for repeats of a live alert)
+alert_raised = _signals.signal("alert-raised")

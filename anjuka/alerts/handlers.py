@@ -1,0 +1,68 @@
+"""Alerts raised by registry events, inside the event's own transaction.
+
+The registry domains send signals (``anjuka.core.signals``); these handlers
+subscribe, so an arrival and the alert it causes commit or roll back
+together, and the lower domains never import this one.
+"""
+
+from __future__ import annotations
+
+from anjuka.alerts import occupancy
+from anjuka.alerts.operations import raise_once
+from anjuka.areas.models import Area
+from anjuka.core import signals
+from anjuka.dwellings.models import Dwelling
+from anjuka.residences.models import Residence
+
+
+def on_arrival(residence: Residence, overridden: bool = False, **_: object) -> None:
+    """An override, or any arrival into a dwelling that may hold no one."""
+    dwelling = residence.dwelling
+    if overridden or dwelling.status != "rentable":
+        occupancy.evaluate([dwelling], trigger="override" if overridden else "arrival")
+    if residence.late:
+        raise_late_registration(residence)
+
+
+def raise_late_registration(residence: Residence) -> None:
+    """``late_registration`` for a residence registered after its deadline (once)."""
+    raise_once(
+        "late_registration",
+        "residence",
+        residence.id,
+        occurrence=residence.arrived_on.isoformat(),
+        area_id=residence.dwelling.area_id,
+        details={
+            "dwelling_id": residence.dwelling_id,
+            "arrived_on": residence.arrived_on.isoformat(),
+            "registration_deadline": residence.registration_deadline.isoformat()
+            if residence.registration_deadline
+            else None,
+            "registered_on": residence.registered_at.date().isoformat()
+            if residence.registered_at
+            else None,
+        },
+    )
+
+
+def on_departure(residence: Residence, **_: object) -> None:
+    """One resident fewer: an occupancy alert may have lost its cause."""
+    occupancy.evaluate([residence.dwelling], trigger="departure", raise_new=False)
+
+
+def on_policy_change(area: Area, **_: object) -> None:
+    """Every dwelling below the area is measured against the new policy."""
+    occupancy.evaluate_subtree(area, trigger="policy_changed")
+
+
+def on_dwelling_change(dwelling: Dwelling, **_: object) -> None:
+    """New measures, rooms or status: measure the dwelling again."""
+    occupancy.evaluate([dwelling], trigger="dwelling_changed")
+
+
+def connect() -> None:
+    """Subscribe to the registry's signals (idempotent: blinker keeps one per receiver)."""
+    signals.residence_arrived.connect(on_arrival)
+    signals.residence_departed.connect(on_departure)
+    signals.policy_changed.connect(on_policy_change)
+    signals.dwelling_changed.connect(on_dwelling_change)

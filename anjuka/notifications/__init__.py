@@ -1,0 +1,1 @@
+"""Notifications: alerts pushed to webhook subscribers after commit."""

@@ -1,0 +1,102 @@
+"""HTTP client for the card-job protocol (docs/job-protocol.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+USER_AGENT = "anjuka-cardreader/0.1"
+
+
+class ServerError(Exception):
+    """The server did not do what was asked."""
+
+
+class ServerUnavailable(ServerError):
+    """Unreachable, timed out, or a 5xx/429: worth retrying later."""
+
+
+class ServerRejected(ServerError):
+    """A 4xx answer: retrying the same request will not help."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(f"HTTP {status} {code}: {message}")
+
+
+class Unauthorized(ServerRejected):
+    """401: the reader's token is missing, wrong or expired."""
+
+
+class JobClient:
+    """The daemon's side of the job protocol, authenticated as one reader."""
+
+    def __init__(
+        self,
+        server: str,
+        token: str,
+        reader_id: int | str | None = None,
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base = server.rstrip("/") + "/api/v1"
+        self.reader_id = reader_id
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.headers.update({"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT})
+
+    def _request(
+        self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
+        try:
+            response = self.session.request(
+                method, self.base + path, timeout=timeout or self.timeout, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise ServerUnavailable(f"{method} {path}: {type(exc).__name__}") from exc
+        status = response.status_code
+        if status == 204:
+            return None
+        if status in (408, 429) or status >= 500:
+            raise ServerUnavailable(f"{method} {path}: HTTP {status}")
+        body: Any = None
+        try:
+            body = response.json()
+        except ValueError:
+            if status < 400:
+                raise ServerUnavailable(f"{method} {path}: answer is not JSON") from None
+        if status >= 400:
+            code = body.get("error", "") if isinstance(body, dict) else ""
+            message = body.get("message", "") if isinstance(body, dict) else ""
+            cls = Unauthorized if status == 401 else ServerRejected
+            raise cls(status, str(code), str(message))
+        return body
+
+    def whoami(self) -> dict[str, Any]:
+        """``GET /readers/me``: this reader's id and name."""
+        body: dict[str, Any] = self._request("GET", "/readers/me")
+        return body
+
+    def next_job(self, wait: int) -> dict[str, Any] | None:
+        """Long-poll for the next job; None when none came within ``wait`` seconds."""
+        return self._request(  # type: ignore[no-any-return]
+            "GET",
+            f"/readers/{self.reader_id}/jobs/next",
+            params={"wait": wait},
+            timeout=wait + self.timeout,
+        )
+
+    def post_uid(self, job_id: int, uid: str, card_type: str) -> dict[str, Any]:
+        """Bind the job to a card; returns ``{"record", "keys"}``."""
+        body: dict[str, Any] = self._request(
+            "POST",
+            f"/readers/{self.reader_id}/jobs/{job_id}/uid",
+            json={"uid": uid, "card_type": card_type},
+        )
+        return body
+
+    def post_result(self, job_id: int, result: dict[str, Any]) -> Any:
+        """Report a job's outcome."""
+        return self._request("POST", f"/readers/{self.reader_id}/jobs/{job_id}/result", json=result)

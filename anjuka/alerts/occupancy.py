@@ -1,9 +1,9 @@
 """Over-occupancy and illegal occupation, re-evaluated when their inputs change.
 
-A dwelling is over capacity when the residents who count under its area's
-policy exceed either limit the registration desk enforces (area per person,
-persons per room without the family exception), or when a dwelling that may
-hold no one (not for rent) holds someone who counts. A dwelling marked
+A dwelling is over capacity when its residents exceed what the registration
+desk would accept today (``anjuka.dwellings.operations.is_over_capacity``:
+minors per policy, the family exception exempt from the per-room limit only,
+anyone at all in a dwelling that may hold no one). A dwelling marked
 illegal with anyone in it raises ``illegal_dwelling_occupied`` instead of
 ``over_occupancy``: the more specific alert, not two about one cause.
 
@@ -15,7 +15,6 @@ left; a head count is resolved by a supervisor after a visit.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -26,7 +25,12 @@ from anjuka.alerts.operations import auto_resolve, raise_alert
 from anjuka.areas.models import Area
 from anjuka.areas.operations import effective_policy
 from anjuka.dwellings.models import Dwelling
-from anjuka.dwellings.operations import compute_capacity
+from anjuka.dwellings.operations import (
+    Occupancy,
+    compute_capacity,
+    is_over_capacity,
+    occupancies,
+)
 from anjuka.extensions import db
 from anjuka.residences.models import Residence
 
@@ -40,10 +44,10 @@ class DwellingState:
 
     occupants: int
     counted: int
-    room_counted: int
     capacity: int
     area_limit: int
     room_limit: int
+    over: bool
 
     def as_details(self) -> dict:
         return {
@@ -55,45 +59,17 @@ class DwellingState:
         }
 
 
-def _resident_groups(dwelling_ids: list[int]) -> dict[int, dict[tuple[bool, bool], int]]:
-    """Current residents per dwelling, by (minor, under the family exception)."""
-    groups: dict[int, dict[tuple[bool, bool], int]] = defaultdict(dict)
-    if not dwelling_ids:
-        return groups
-    rows = db.session.execute(
-        sa.select(
-            Residence.dwelling_id,
-            Residence.minor,
-            Residence.family_relation.is_not(None),
-            sa.func.count(),
-        )
-        .where(Residence.dwelling_id.in_(dwelling_ids), Residence.departed_on.is_(None))
-        .group_by(Residence.dwelling_id, Residence.minor, Residence.family_relation.is_not(None))
-    )
-    for dwelling_id, minor, family, n in rows:
-        key = (bool(minor), bool(family))
-        groups[dwelling_id][key] = groups[dwelling_id].get(key, 0) + n
-    return groups
-
-
-def measure(dwelling: Dwelling, groups: dict[tuple[bool, bool], int], cache: dict) -> DwellingState:
+def measure(dwelling: Dwelling, occupancy: Occupancy, cache: dict) -> DwellingState:
     """Count ``dwelling``'s residents the way the registration desk does."""
     policy = effective_policy(dwelling.area, cache=cache)
     capacity = compute_capacity(dwelling, policy)
-    counted = room_counted = occupants = 0
-    for (minor, family), n in groups.items():
-        occupants += n
-        if policy.minors_count or not minor:
-            counted += n
-            if not family:
-                room_counted += n
     return DwellingState(
-        occupants,
-        counted,
-        room_counted,
-        capacity.capacity,
-        capacity.area_limit,
-        capacity.room_limit,
+        occupants=occupancy.occupants,
+        counted=occupancy.counted(policy.minors_count),
+        capacity=capacity.capacity,
+        area_limit=capacity.area_limit,
+        room_limit=capacity.room_limit,
+        over=is_over_capacity(capacity, occupancy, policy),
     )
 
 
@@ -109,12 +85,6 @@ def _live_alerts(dwelling_ids: list[int]) -> dict[tuple[str, int], Alert]:
     return {(a.kind, int(a.subject_id)): a for a in alerts}
 
 
-def _is_over(dwelling: Dwelling, state: DwellingState) -> bool:
-    if dwelling.status != "rentable":
-        return state.counted > 0
-    return state.counted > state.area_limit or state.room_counted > state.room_limit
-
-
 def evaluate(dwellings: Iterable[Dwelling], *, trigger: str, raise_new: bool = True) -> None:
     """Raise or resolve the occupancy alerts of ``dwellings`` after ``trigger``.
 
@@ -126,10 +96,10 @@ def evaluate(dwellings: Iterable[Dwelling], *, trigger: str, raise_new: bool = T
     for start in range(0, len(dwellings), _BATCH):
         batch = dwellings[start : start + _BATCH]
         ids = [d.id for d in batch]
-        groups = _resident_groups(ids)
+        occupied = occupancies(ids)
         live = _live_alerts(ids)
         for dwelling in batch:
-            state = measure(dwelling, groups.get(dwelling.id, {}), cache)
+            state = measure(dwelling, occupied[dwelling.id], cache)
             _apply(dwelling, state, live, trigger=trigger, raise_new=raise_new)
 
 
@@ -142,7 +112,7 @@ def _apply(
     raise_new: bool,
 ) -> None:
     illegal = dwelling.status == "illegal" and state.occupants > 0
-    over = dwelling.status != "illegal" and _is_over(dwelling, state)
+    over = dwelling.status != "illegal" and state.over
     details = {**state.as_details(), "status": dwelling.status, "trigger": trigger}
 
     occupied = live.get(("illegal_dwelling_occupied", dwelling.id))

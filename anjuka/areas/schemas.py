@@ -13,12 +13,20 @@ class PolicySchema(ma.Schema):
         allow_none=True, validate=validate.Range(min=0, min_inclusive=False, max=1000)
     )
     area_basis = fields.String(allow_none=True, validate=validate.OneOf(["building", "usable"]))
-    max_persons_per_room = fields.Integer(allow_none=True, validate=validate.Range(1, 50))
+    max_persons_per_room = fields.Integer(
+        allow_none=True, strict=True, validate=validate.Range(1, 50)
+    )
     minors_count = fields.Boolean(allow_none=True)
     family_exception = fields.Boolean(allow_none=True)
-    registration_deadline_days = fields.Integer(allow_none=True, validate=validate.Range(0, 365))
-    card_return_grace_days = fields.Integer(allow_none=True, validate=validate.Range(0, 365))
-    card_validity_days = fields.Integer(allow_none=True, validate=validate.Range(1, 3650))
+    registration_deadline_days = fields.Integer(
+        allow_none=True, strict=True, validate=validate.Range(0, 365)
+    )
+    card_return_grace_days = fields.Integer(
+        allow_none=True, strict=True, validate=validate.Range(0, 365)
+    )
+    card_validity_days = fields.Integer(
+        allow_none=True, strict=True, validate=validate.Range(1, 3650)
+    )
 
 
 class AreaCreateSchema(ma.Schema):

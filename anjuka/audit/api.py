@@ -5,9 +5,10 @@ from __future__ import annotations
 import marshmallow as ma
 import sqlalchemy as sa
 from flask_smorest import Blueprint
-from marshmallow import fields
+from marshmallow import fields, validate
 
 from anjuka.audit.models import AuditEvent
+from anjuka.core.fields import Id
 from anjuka.core.pagination import paginate
 from anjuka.core.security import requires
 
@@ -16,10 +17,10 @@ blp = Blueprint("audit", __name__, description="The tamper-evident audit trail")
 
 class AuditQuerySchema(ma.Schema):
     action = fields.String()
-    actor_id = fields.Integer()
-    subject_type = fields.String()
-    subject_id = fields.String()
-    area_code = fields.String()
+    actor_id = Id()
+    subject_type = fields.String(validate=validate.Length(max=32))
+    subject_id = fields.String(validate=validate.Length(max=64))
+    area_code = fields.String(validate=validate.Length(max=32))
     since = fields.DateTime()
     until = fields.DateTime()
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from marshmallow import fields
+from marshmallow import fields, validate
+
+#: Ids are 32-bit integers in every table.
+MAX_ID = 2**31 - 1
 
 
 class Measure(fields.Decimal):
@@ -19,3 +22,11 @@ class Measure(fields.Decimal):
         if value is None:
             return None
         return float(Decimal(value))
+
+
+class Id(fields.Integer):
+    """A record id: a positive 32-bit integer (pass ``strict=True`` for JSON bodies)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("validate", validate.Range(1, MAX_ID))
+        super().__init__(**kwargs)

@@ -17,12 +17,11 @@ from flask import Flask, current_app, g, request
 from werkzeug.routing import IntegerConverter
 
 from anjuka.core.errors import AppError, Forbidden, Unauthorized
+from anjuka.core.fields import MAX_ID
 from anjuka.core.inputs import check_request_input
 
 _ACCESS_ATTR = "_anjuka_access"
 PUBLIC_ENDPOINTS = {"api-docs.openapi_json", "static"}
-#: Ids are 32-bit integers in every table.
-MAX_ID = 2**31 - 1
 
 TokenResolver = Callable[[str], "Identity | None"]
 _token_resolvers: dict[str, TokenResolver] = {}

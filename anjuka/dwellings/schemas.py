@@ -3,7 +3,7 @@
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from anjuka.core.fields import Measure
+from anjuka.core.fields import Id, Measure
 from anjuka.dwellings.models import DWELLING_STATUSES
 
 _AREA = validate.Range(min=0, min_inclusive=False, max=100000)
@@ -11,14 +11,14 @@ _AREA = validate.Range(min=0, min_inclusive=False, max=100000)
 
 class DwellingCreateSchema(ma.Schema):
     area_code = fields.String(required=True, validate=validate.Length(1, 32))
-    estate_id = fields.Integer(allow_none=True)
+    estate_id = Id(allow_none=True, strict=True)
     address = fields.String(required=True, validate=validate.Length(1, 400))
     address_code = fields.String(allow_none=True, validate=validate.Length(1, 64))
     landlord_name = fields.String(allow_none=True, validate=validate.Length(1, 200))
     landlord_phone = fields.String(allow_none=True, validate=validate.Regexp(r"^[0-9+\- ]{5,32}$"))
     building_area_m2 = Measure(allow_none=True, validate=_AREA)
     usable_area_m2 = Measure(allow_none=True, validate=_AREA)
-    rooms = fields.Integer(required=True, validate=validate.Range(1, 1000))
+    rooms = fields.Integer(required=True, strict=True, validate=validate.Range(1, 1000))
     status = fields.String(load_default="rentable", validate=validate.OneOf(DWELLING_STATUSES))
 
 
@@ -28,7 +28,7 @@ class DwellingPatchSchema(ma.Schema):
     landlord_phone = fields.String(allow_none=True, validate=validate.Regexp(r"^[0-9+\- ]{5,32}$"))
     building_area_m2 = Measure(allow_none=True, validate=_AREA)
     usable_area_m2 = Measure(allow_none=True, validate=_AREA)
-    rooms = fields.Integer(validate=validate.Range(1, 1000))
+    rooms = fields.Integer(strict=True, validate=validate.Range(1, 1000))
     status = fields.String(validate=validate.OneOf(DWELLING_STATUSES))
 
 
@@ -61,7 +61,7 @@ class DwellingSchema(ma.Schema):
 
 class DwellingQuerySchema(ma.Schema):
     area_code = fields.String()
-    estate_id = fields.Integer()
+    estate_id = Id()
     address = fields.String(validate=validate.Length(1, 200))
     status = fields.String(validate=validate.OneOf(DWELLING_STATUSES))
 

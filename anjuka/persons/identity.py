@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
@@ -11,7 +12,7 @@ from anjuka.core.time import local_today
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
-_RESIDENT_ID = re.compile(r"^\d{17}[\dX]$")
+_RESIDENT_ID = re.compile(r"^[0-9]{17}[0-9X]$")
 _OTHER_DOCUMENT = re.compile(r"^[A-Z0-9]{5,20}$")
 
 
@@ -37,7 +38,9 @@ def _invalid(message: str) -> InvalidInput:
 
 def parse_document(document_type: str, raw: str) -> ParsedDocument:
     """Validate and normalise a document number; derive birth date and sex from an ID."""
-    number = raw.strip().upper().replace(" ", "")
+    # NFKC folds the full-width digits and letters of Chinese input methods
+    # into ASCII, so one document cannot be registered twice under two spellings.
+    number = unicodedata.normalize("NFKC", raw).strip().upper().replace(" ", "")
     if document_type != "resident_id":
         if not _OTHER_DOCUMENT.match(number):
             raise _invalid("Document numbers are 5-20 letters and digits.")
@@ -57,10 +60,14 @@ def parse_document(document_type: str, raw: str) -> ParsedDocument:
 
 
 def mask_document(number: str) -> str:
-    """Keep the first four and last four characters: 1101**********002X."""
-    if len(number) <= 8:
-        return number[:1] + "*" * (len(number) - 2) + number[-1:]
-    return number[:4] + "*" * (len(number) - 8) + number[-4:]
+    """Show at most a few characters of a document number: 1101**********002X.
+
+    Resident IDs keep four at each end (the region and the serial tail, as
+    Chinese receipts print them); shorter numbers keep less, so at least
+    half of any number is hidden.
+    """
+    keep = 4 if len(number) >= 15 else 2 if len(number) >= 8 else 1
+    return number[:keep] + "*" * (len(number) - 2 * keep) + number[-keep:]
 
 
 def mask_name(name: str) -> str:

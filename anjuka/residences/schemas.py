@@ -3,6 +3,7 @@
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from anjuka.core.fields import Id
 from anjuka.persons.models import DOCUMENT_TYPES
 from anjuka.residences.models import FAMILY_RELATIONS
 
@@ -18,7 +19,7 @@ class PersonInputSchema(ma.Schema):
 
 
 class ArrivalSchema(ma.Schema):
-    dwelling_id = fields.Integer(required=True, validate=validate.Range(min=1))
+    dwelling_id = Id(required=True, strict=True)
     arrived_on = fields.Date(required=True)
     person = fields.Nested(PersonInputSchema, required=True)
     move = fields.Boolean(load_default=False)
@@ -57,7 +58,7 @@ class ResidenceSchema(ma.Schema):
     late = fields.Boolean()
     minor = fields.Boolean()
     family_relation = fields.String(allow_none=True)
-    family_of_residence_id = fields.Integer(allow_none=True)
+    family_of_residence_id = Id(allow_none=True, strict=True)
     override_reason = fields.String(allow_none=True)
     card_returned = fields.Boolean(allow_none=True)
     person = fields.Nested(PersonSchema)

@@ -9,6 +9,7 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from anjuka import create_app
 from anjuka.extensions import db
+from anjuka.notifications.commands import webhooks
 
 
 @click.group()
@@ -139,6 +140,7 @@ cli.add_command(users)
 cli.add_command(audit)
 cli.add_command(keys)
 cli.add_command(demo)
+cli.add_command(webhooks)
 
 
 def main() -> None:

@@ -70,9 +70,7 @@ def test_lowering_a_policy_raises_one_alert_per_crowded_dwelling_and_restoring_r
     patch_policy(client, city["admin"], "A", min_area_per_person_m2=10)
 
     raised = alerts(kind="over_occupancy")
-    assert sorted(int(a.subject_id) for a in raised) == sorted(
-        [city["crowded"], city["inherits"]]
-    )
+    assert sorted(int(a.subject_id) for a in raised) == sorted([city["crowded"], city["inherits"]])
     assert all(a.status == "open" and a.count == 1 for a in raised)
     assert {a.details["capacity"] for a in raised} == {2}
     assert all(a.details["causes"] == ["capacity"] for a in raised)
@@ -144,7 +142,8 @@ def test_override_repeats_the_live_alert_and_departure_resolves_it(
         headers=supervisor["headers"],
     )
     [alert] = alerts(kind="over_occupancy")
-    assert alert.status == "resolved" and alert.auto_resolved
+    assert alert.status == "resolved"
+    assert alert.auto_resolved
     assert "within capacity 2" in alert.note
     assert len(residents) == 2
 
@@ -168,11 +167,14 @@ def test_an_occupied_illegal_dwelling_raises_its_own_alert(
     )
     assert patched.status_code == 200, patched.json
     [alert] = alerts()
-    assert alert.status == "resolved" and alert.auto_resolved
+    assert alert.status == "resolved"
+    assert alert.auto_resolved
     assert "no longer marked illegal" in alert.note
 
 
-def test_fewer_rooms_raise_over_occupancy(client, create_area, create_dwelling, create_user, arrive):
+def test_fewer_rooms_raise_over_occupancy(
+    client, create_area, create_dwelling, create_user, arrive
+):
     create_area("A", min_area_per_person_m2=5, area_basis="usable", max_persons_per_room=2)
     supervisor = create_user("supervisor", ["area:A"])
     dwelling = create_dwelling("A", usable=40, rooms=3)

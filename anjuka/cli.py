@@ -116,9 +116,75 @@ def keys_show() -> None:
 
     ring = keyring()
     click.echo(f"encryption: {ring.encryption[0]}  blind_index: {ring.blind_index[0]}")
+    click.echo(f"card_master: {ring.card_master[0]}")
     for kid, raw in sorted(ring.signing_public_keys_raw().items()):
         mark = " (active)" if kid == ring.active_signing_key_id else ""
         click.echo(f"signing {kid}{mark}: {base64.b64encode(raw).decode()}")
+
+
+@click.group()
+def readers() -> None:
+    """Desk readers: the devices that write and erase cards."""
+
+
+@readers.command("create")
+@click.argument("name")
+@click.option("--area", "area_code", help="serve the dwellings of this area's subtree")
+@click.option("--estate", "estate_id", type=int, help="serve the dwellings of this estate")
+@with_appcontext
+def readers_create(name: str, area_code: str | None, estate_id: int | None) -> None:
+    """Register a reader; prints its id and its token (shown once)."""
+    from anjuka.cards.readers import create_reader
+    from anjuka.core.errors import AppError
+
+    try:
+        reader, token = create_reader(name, area_code=area_code, estate_id=estate_id)
+        db.session.commit()
+    except AppError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    click.echo(f"reader {reader.name} (id {reader.id}) created")
+    click.echo(f"id: {reader.id}")
+    click.echo(f"token: {token}")
+
+
+@readers.command("list")
+@with_appcontext
+def readers_list() -> None:
+    """Every reader, its scope and when its daemon was last heard from."""
+    import sqlalchemy as sa
+
+    from anjuka.cards.models import Reader
+
+    for reader in db.session.scalars(sa.select(Reader).order_by(Reader.id)):
+        scope = (
+            f"area {reader.area.code}"
+            if reader.area
+            else f"estate {reader.estate_id}"
+            if reader.estate_id
+            else "everywhere"
+        )
+        state = "active" if reader.active else "revoked"
+        seen = reader.last_seen_at.isoformat(timespec="seconds") if reader.last_seen_at else "never"
+        click.echo(f"{reader.id}\t{reader.name}\t{scope}\t{state}\tlast seen {seen}")
+
+
+@readers.command("revoke")
+@click.argument("reader_id", type=int)
+@with_appcontext
+def readers_revoke(reader_id: int) -> None:
+    """Disable a reader's token at once; its open jobs are cancelled."""
+    from anjuka.cards.operations import revoke_reader
+    from anjuka.cards.permissions import get_reader_or_404
+    from anjuka.core.errors import AppError
+
+    try:
+        cancelled = revoke_reader(get_reader_or_404(reader_id, lock="update"))
+        db.session.commit()
+    except AppError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    click.echo(f"reader {reader_id} revoked; {len(cancelled)} open jobs cancelled")
 
 
 @click.command("demo")
@@ -141,6 +207,7 @@ cli.add_command(audit)
 cli.add_command(keys)
 cli.add_command(demo)
 cli.add_command(webhooks)
+cli.add_command(readers)
 
 
 def main() -> None:

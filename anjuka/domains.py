@@ -13,6 +13,10 @@ def register_domains(app: Flask) -> None:
     from anjuka.audit import api as audit_api
     from anjuka.auth import api as auth_api
     from anjuka.auth import operations as auth_operations
+    from anjuka.cards import api as cards_api
+    from anjuka.cards import daemon_api as card_jobs_api
+    from anjuka.cards import operations as card_operations
+    from anjuka.cards.readers import READER_TOKEN_PREFIX, resolve_reader_token
     from anjuka.core.security import register_token_resolver
     from anjuka.dwellings import api as dwellings_api
     from anjuka.residences import api as residences_api
@@ -20,6 +24,12 @@ def register_domains(app: Flask) -> None:
     api = app.extensions["anjuka_api"]
     register_token_resolver(auth_operations.USER_TOKEN_PREFIX, auth_operations.resolve_user_token)
     for module in (auth_api, areas_api, dwellings_api, residences_api, audit_api):
+        api.register_blueprint(module.blp, url_prefix=API_PREFIX)
+
+    # Cards: readers authenticate with their own tokens; a departure revokes the card.
+    register_token_resolver(READER_TOKEN_PREFIX, resolve_reader_token)
+    card_operations.connect()
+    for module in (cards_api, card_jobs_api):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)
 
     # Alerts, verifications and webhooks build on every domain above.

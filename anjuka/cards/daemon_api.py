@@ -1,0 +1,106 @@
+"""The desk daemon's side of the job protocol (docs/job-protocol.md).
+
+Callers authenticate as a reader; a reader reaches only its own id and its
+own jobs (404 otherwise).
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Response
+from flask_smorest import Blueprint
+
+from anjuka.cards import jobs
+from anjuka.cards.permissions import own_job_or_404, own_reader
+from anjuka.cards.readers import reader_area_code, touch
+from anjuka.cards.schemas import (
+    DaemonJobSchema,
+    HolderQuerySchema,
+    JobSchema,
+    PollQuerySchema,
+    ReaderMeSchema,
+    ResultReportSchema,
+    UidAnswerSchema,
+    UidReportSchema,
+)
+from anjuka.core.security import require_identity, requires_reader
+from anjuka.extensions import db
+
+blp = Blueprint("card_jobs", __name__, description="Card jobs for desk readers (the daemon)")
+
+
+@blp.route("/readers/me", methods=["GET"])
+@blp.response(200, ReaderMeSchema)
+@requires_reader
+def whoami():
+    """The reader this token belongs to."""
+    reader = require_identity().subject
+    return {
+        "id": reader.id,
+        "name": reader.name,
+        "area_code": reader_area_code(reader),
+        "estate_id": reader.estate_id,
+    }
+
+
+@blp.route("/readers/<int:reader_id>/jobs/next", methods=["GET"])
+@blp.arguments(PollQuerySchema, location="query")
+@blp.response(200, DaemonJobSchema)
+@blp.alt_response(204, description="no job arrived within `wait` seconds")
+@requires_reader
+def next_job(query: dict, reader_id: int):
+    """Long poll: the next job of this reader, leased to the caller; 204 when none came."""
+    own_reader(reader_id)
+    wait = min(query["wait"], jobs.MAX_WAIT)
+    deadline = time.monotonic() + wait
+    touch(reader_id)
+    db.session.commit()
+    while True:
+        job = jobs.claim_next(reader_id, query.get("holder"))
+        if job is not None:
+            view = jobs.daemon_view(job)
+            db.session.commit()
+            return view
+        # Commit, not roll back: lapsed jobs failed on the way stay failed.
+        db.session.commit()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Response(status=204)
+        time.sleep(min(jobs.POLL_INTERVAL, remaining))
+
+
+@blp.route("/readers/<int:reader_id>/jobs/<int:job_id>/uid", methods=["POST"])
+@blp.arguments(UidReportSchema)
+@blp.arguments(HolderQuerySchema, location="query")
+@blp.response(200, UidAnswerSchema)
+@requires_reader
+def report_uid(body: dict, query: dict, reader_id: int, job_id: int):
+    """Phase one: the chip's UID; the answer is the record signed for it and the keys."""
+    job = jobs.lock_job(own_job_or_404(reader_id, job_id))
+    try:
+        answer = jobs.bind_uid(
+            job,
+            body["uid"],
+            body["card_type"],
+            holder=query.get("holder"),
+            attempt=body.get("attempt"),
+        )
+    except jobs.AttemptRefused:
+        db.session.commit()  # the failed attempt and its reason stay for the desk
+        raise
+    db.session.commit()
+    return answer
+
+
+@blp.route("/readers/<int:reader_id>/jobs/<int:job_id>/result", methods=["POST"])
+@blp.arguments(ResultReportSchema)
+@blp.arguments(HolderQuerySchema, location="query")
+@blp.response(200, JobSchema)
+@requires_reader
+def report_result(body: dict, query: dict, reader_id: int, job_id: int):
+    """Phase two: what happened on the card; a card becomes active only on a verified write."""
+    job = jobs.lock_job(own_job_or_404(reader_id, job_id))
+    jobs.report_result(job, body, holder=query.get("holder"))
+    db.session.commit()
+    return jobs.job_view(job)

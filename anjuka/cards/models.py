@@ -1,0 +1,228 @@
+"""Cards, desk readers and the card jobs queued for them.
+
+The rules the database can hold live here: one active and one pending card
+per person (partial unique indexes on the denormalised ``person_id``), one
+open job per card, one active card per chip, and CHECKs on every status.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from anjuka.areas.models import Area
+from anjuka.core.models import UTCDateTime
+from anjuka.core.time import utcnow
+from anjuka.dwellings.models import Estate
+from anjuka.extensions import db
+from anjuka.residences.models import Residence
+
+CARD_STATUSES = ("pending", "active", "revoked", "returned")
+REVOCATION_REASONS = ("departed", "lost", "damaged", "replaced", "expired")
+#: What a desk may give as the reason when it revokes a card by hand.
+DESK_REVOCATION_REASONS = ("lost", "damaged", "replaced")
+CARD_TYPES = ("cpu", "mifare1k")
+JOB_KINDS = ("issue", "erase")
+JOB_STATUSES = ("queued", "claimed", "awaiting_result", "done", "failed", "cancelled")
+#: A daemon holds a lease on these.
+HELD_STATUSES = ("claimed", "awaiting_result")
+OPEN_STATUSES = ("queued", *HELD_STATUSES)
+FINISHED_STATUSES = ("done", "failed", "cancelled")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Reader(db.Model):
+    """A desk device: its own credential and the dwellings it serves.
+
+    A reader scoped to an estate serves that estate's dwellings; one scoped
+    to an area serves the dwellings of that area's subtree; an unscoped
+    reader (a central desk) serves every dwelling.
+    """
+
+    __tablename__ = "readers"
+    __table_args__ = (
+        sa.CheckConstraint("area_id IS NULL OR estate_id IS NULL", name="one_scope"),
+        sa.CheckConstraint("name <> ''", name="name_not_empty"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(80), unique=True)
+    #: SHA-256 of the device token; the token itself is printed once.
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    area_id: Mapped[int | None] = mapped_column(sa.ForeignKey("areas.id"), index=True)
+    estate_id: Mapped[int | None] = mapped_column(sa.ForeignKey("estates.id"), index=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Last long poll from its daemon (for a reader_offline alert).
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    area: Mapped[Area | None] = relationship()
+    estate: Mapped[Estate | None] = relationship()
+
+
+class CardSerial(db.Model):
+    """The last printed card serial handed out: one row, locked while a number is taken."""
+
+    __tablename__ = "card_serials"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    last_serial: Mapped[int] = mapped_column(default=0)
+
+
+class Card(db.Model):
+    """An Anju e-Card for one residence; pending until its chip is written and verified."""
+
+    __tablename__ = "cards"
+    __table_args__ = (
+        sa.CheckConstraint(_in("status", CARD_STATUSES), name="status_known"),
+        sa.CheckConstraint(
+            "revocation_reason IS NULL OR " + _in("revocation_reason", REVOCATION_REASONS),
+            name="revocation_reason_known",
+        ),
+        sa.CheckConstraint(
+            "card_type IS NULL OR " + _in("card_type", CARD_TYPES), name="card_type_known"
+        ),
+        sa.CheckConstraint("length(card_no) = 11", name="card_no_length"),
+        sa.CheckConstraint(
+            "uid IS NULL OR (length(uid) BETWEEN 2 AND 64 AND length(uid) % 2 = 0)",
+            name="uid_hex_length",
+        ),
+        sa.CheckConstraint(
+            "status <> 'revoked' OR (revocation_reason IS NOT NULL AND revoked_at IS NOT NULL)",
+            name="revoked_has_reason",
+        ),
+        sa.CheckConstraint(
+            "status NOT IN ('pending', 'active') OR revocation_reason IS NULL",
+            name="live_has_no_reason",
+        ),
+        sa.CheckConstraint(
+            "status <> 'active' OR (uid IS NOT NULL AND card_type IS NOT NULL"
+            " AND record IS NOT NULL AND activated_at IS NOT NULL)",
+            name="active_is_written",
+        ),
+        sa.CheckConstraint(
+            "status <> 'returned' OR returned_at IS NOT NULL", name="returned_has_time"
+        ),
+        # At most one active card per person, and one pending, held by the database.
+        sa.Index(
+            "uq_cards_active_person",
+            "person_id",
+            unique=True,
+            sqlite_where=sa.text("status = 'active'"),
+            postgresql_where=sa.text("status = 'active'"),
+        ),
+        sa.Index(
+            "uq_cards_pending_person",
+            "person_id",
+            unique=True,
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+        # One chip carries at most one active card.
+        sa.Index(
+            "uq_cards_active_uid",
+            "uid",
+            unique=True,
+            sqlite_where=sa.text("status = 'active'"),
+            postgresql_where=sa.text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Printed number: "AJ" + 8 digits + ISO 7064 MOD 37,36 check character.
+    card_no: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    residence_id: Mapped[int] = mapped_column(sa.ForeignKey("residences.id"), index=True)
+    #: The residence's person, copied so the database can hold "one active card per person".
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    card_type: Mapped[str | None] = mapped_column(sa.String(16))
+    #: Chip UID, lowercase hex: the chip the record is signed for.
+    uid: Mapped[str | None] = mapped_column(sa.String(64))
+    #: Signing key id of the record (the record carries it too).
+    key_id: Mapped[int | None]
+    #: Card master key id the per-card keys were derived from (an erase needs the same).
+    card_key_id: Mapped[str | None] = mapped_column(sa.String(16))
+    #: The signed record (docs/card-format.md) for ``uid``.
+    record: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revocation_reason: Mapped[str | None] = mapped_column(sa.String(16))
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Last day the record is valid (its ``valid_until``).
+    expires_on: Mapped[date | None]
+
+    residence: Mapped[Residence] = relationship()
+
+
+class CardJob(db.Model):
+    """Work for a desk reader: write a card (issue) or wipe a returned one (erase)."""
+
+    __tablename__ = "card_jobs"
+    __table_args__ = (
+        sa.CheckConstraint(_in("kind", JOB_KINDS), name="kind_known"),
+        sa.CheckConstraint(_in("status", JOB_STATUSES), name="status_known"),
+        sa.CheckConstraint(
+            "card_type IS NULL OR " + _in("card_type", CARD_TYPES), name="card_type_known"
+        ),
+        sa.CheckConstraint("attempt >= 0", name="attempt_not_negative"),
+        sa.CheckConstraint(
+            "uid IS NULL OR (length(uid) BETWEEN 2 AND 64 AND length(uid) % 2 = 0)",
+            name="uid_hex_length",
+        ),
+        sa.CheckConstraint(
+            f"({_in('status', FINISHED_STATUSES)}) = (finished_at IS NOT NULL)",
+            name="finished_when_final",
+        ),
+        sa.CheckConstraint(
+            f"NOT ({_in('status', HELD_STATUSES)}) OR lease_expires_at IS NOT NULL",
+            name="held_has_lease",
+        ),
+        sa.CheckConstraint("kind <> 'erase' OR uid IS NOT NULL", name="erase_knows_uid"),
+        # One open job per card: a second issue or erase waits for the first to end.
+        sa.Index(
+            "uq_card_jobs_open_card",
+            "card_id",
+            unique=True,
+            sqlite_where=sa.text(f"{_in('status', OPEN_STATUSES)}"),
+            postgresql_where=sa.text(f"{_in('status', OPEN_STATUSES)}"),
+        ),
+        sa.Index("ix_card_jobs_reader_id_status", "reader_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_id: Mapped[int] = mapped_column(sa.ForeignKey("readers.id"))
+    card_id: Mapped[int] = mapped_column(sa.ForeignKey("cards.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    #: How many times a daemon has claimed the job.
+    attempt: Mapped[int] = mapped_column(default=0)
+    #: Which daemon process holds it (the ``holder`` it polls with), if it said.
+    holder: Mapped[str | None] = mapped_column(sa.String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Issue: the chip the record was signed for. Erase: the chip that must be wiped.
+    uid: Mapped[str | None] = mapped_column(sa.String(64))
+    card_type: Mapped[str | None] = mapped_column(sa.String(16))
+    #: Issue: the signed record handed out for ``uid``.
+    record: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    #: Fingerprint of the last report applied, so a repeated report has no second effect.
+    report_digest: Mapped[str | None] = mapped_column(sa.String(64))
+    #: The last failure, readable by the desk.
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    reader: Mapped[Reader] = relationship()
+    card: Mapped[Card] = relationship()
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES

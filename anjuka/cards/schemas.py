@@ -1,0 +1,184 @@
+"""Bodies of the card, reader and job endpoints."""
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from anjuka.cards.models import CARD_TYPES, DESK_REVOCATION_REASONS, JOB_KINDS, JOB_STATUSES
+from anjuka.core.fields import Id
+from cardreader.record import MAX_UID_SIZE
+
+HEX = r"^(?:[0-9a-fA-F]{2})+$"
+
+
+class Hex(fields.String):
+    """Hex text of bytes, loaded as lowercase."""
+
+    def __init__(self, max_bytes: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        kwargs.setdefault(
+            "validate",
+            [validate.Length(2, 2 * max_bytes), validate.Regexp(HEX, error="Not hex bytes.")],
+        )
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
+        return super()._deserialize(value, attr, data, **kwargs).lower()
+
+
+class CardIssueSchema(ma.Schema):
+    residence_id = Id(required=True, strict=True)
+    reader_id = Id(required=True, strict=True)
+
+
+class CardIssuedSchema(ma.Schema):
+    card_no = fields.String(required=True)
+    status = fields.String(required=True)
+    job_id = fields.Integer(required=True)
+    residence_id = fields.Integer()
+    reader_id = fields.Integer()
+
+
+class CardRevokeSchema(ma.Schema):
+    reason = fields.String(required=True, validate=validate.OneOf(DESK_REVOCATION_REASONS))
+
+
+class CardReaderChoiceSchema(ma.Schema):
+    reader_id = Id(
+        strict=True,
+        metadata={
+            "description": "default: the reader that wrote the card (return) or ran the"
+            " last job (retry)"
+        },
+    )
+
+
+class JobSummarySchema(ma.Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    status = fields.String()
+    reader_id = fields.Integer()
+    attempt = fields.Integer()
+    error = fields.String(allow_none=True)
+
+
+class CardSchema(ma.Schema):
+    card_no = fields.String()
+    status = fields.String()
+    residence_id = fields.Integer()
+    person_id = fields.Integer()
+    card_type = fields.String(allow_none=True)
+    uid = fields.String(allow_none=True, metadata={"description": "chip UID, hex"})
+    key_id = fields.Integer(allow_none=True, metadata={"description": "signing key id"})
+    issued_at = fields.DateTime()
+    activated_at = fields.DateTime(allow_none=True)
+    expires_on = fields.Date(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)
+    revocation_reason = fields.String(allow_none=True)
+    returned_at = fields.DateTime(allow_none=True)
+    job = fields.Nested(JobSummarySchema, allow_none=True, metadata={"description": "latest job"})
+
+
+class JobSchema(ma.Schema):
+    id = fields.Integer()
+    kind = fields.String(validate=validate.OneOf(JOB_KINDS))
+    status = fields.String(validate=validate.OneOf(JOB_STATUSES))
+    card_no = fields.String()
+    card_status = fields.String()
+    reader_id = fields.Integer()
+    attempt = fields.Integer()
+    max_attempts = fields.Integer()
+    uid = fields.String(allow_none=True)
+    card_type = fields.String(allow_none=True)
+    error = fields.String(allow_none=True, metadata={"description": "the last failure, readable"})
+    created_at = fields.DateTime()
+    claimed_at = fields.DateTime(allow_none=True)
+    lease_expires_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class ReaderCreateSchema(ma.Schema):
+    name = fields.String(required=True, validate=validate.Length(1, 80))
+    area_code = fields.String(validate=validate.Length(1, 32))
+    estate_id = Id(strict=True)
+
+
+class ReaderSchema(ma.Schema):
+    id = fields.Integer()
+    name = fields.String()
+    area_code = fields.String(allow_none=True)
+    estate_id = fields.Integer(allow_none=True)
+    active = fields.Boolean()
+    created_at = fields.DateTime()
+    revoked_at = fields.DateTime(allow_none=True)
+    last_seen_at = fields.DateTime(allow_none=True)
+
+
+class ReaderCreatedSchema(ReaderSchema):
+    token = fields.String(metadata={"description": "shown once; only its hash is kept"})
+
+
+class ReaderMeSchema(ma.Schema):
+    id = fields.Integer()
+    name = fields.String()
+    area_code = fields.String(allow_none=True)
+    estate_id = fields.Integer(allow_none=True)
+
+
+# -- the daemon's side (docs/job-protocol.md) ---------------------------------
+
+
+class PollQuerySchema(ma.Schema):
+    wait = fields.Float(
+        load_default=0,
+        validate=validate.Range(min=0),
+        metadata={"description": "seconds to wait for a job; at most 30 are used"},
+    )
+    holder = fields.String(
+        validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{1,64}$"),
+        metadata={
+            "description": "the daemon process's own id: a job it holds is handed back"
+            " to it, never to another holder"
+        },
+    )
+
+
+class DaemonJobSchema(ma.Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    card_no = fields.String()
+    attempt = fields.Integer()
+    lease_seconds = fields.Integer()
+    expected_uid = fields.String(allow_none=True)
+    card_type = fields.String(allow_none=True)
+    keys = fields.Dict(keys=fields.String(), values=fields.String(), allow_none=True)
+
+
+class HolderQuerySchema(ma.Schema):
+    holder = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{1,64}$"))
+
+
+class UidReportSchema(ma.Schema):
+    uid = Hex(MAX_UID_SIZE, required=True)
+    card_type = fields.String(required=True, validate=validate.OneOf(CARD_TYPES))
+    attempt = fields.Integer(strict=True, validate=validate.Range(1, 1000))
+
+
+class UidAnswerSchema(ma.Schema):
+    job_id = fields.Integer()
+    card_no = fields.String()
+    record = fields.String(metadata={"description": "hex of the signed record to write"})
+    keys = fields.Dict(keys=fields.String(), values=fields.String())
+    key_id = fields.Integer()
+    valid_until = fields.Date()
+
+
+class ResultReportSchema(ma.Schema):
+    outcome = fields.String(required=True, validate=validate.OneOf(["done", "failed", "unknown"]))
+    uid = Hex(MAX_UID_SIZE)
+    record = Hex(1024)
+    error = fields.String(validate=validate.Length(max=2000))
+    attempt = fields.Integer(strict=True, validate=validate.Range(1, 1000))
+
+    @ma.validates_schema
+    def _done_names_the_card(self, data: dict, **_kwargs) -> None:  # type: ignore[no-untyped-def]
+        if data["outcome"] == "done" and "uid" not in data:
+            raise ma.ValidationError("A done report names the card's UID.", "uid")

@@ -7,6 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from anjuka.areas.models import Area
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
 from anjuka.extensions import db
@@ -59,6 +60,7 @@ class UserScope(db.Model):
     dwelling_id: Mapped[int | None] = mapped_column(sa.ForeignKey("dwellings.id"))
 
     user: Mapped[User] = relationship(back_populates="scopes")
+    area: Mapped[Area | None] = relationship()
 
 
 class ApiToken(db.Model):

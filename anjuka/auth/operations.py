@@ -26,6 +26,14 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("anjuka-no-such-user")
 
 SCOPE_KINDS = {"area": Area, "estate": Estate, "dwelling": Dwelling}
+#: What each role's scope is made of (admins and auditors are not scoped).
+SCOPE_KINDS_BY_ROLE: dict[str, frozenset[str]] = {
+    "admin": frozenset(),
+    "auditor": frozenset(),
+    "supervisor": frozenset({"area"}),
+    "officer": frozenset({"area"}),
+    "manager": frozenset({"estate", "dwelling"}),
+}
 
 
 def hash_password(password: str) -> str:
@@ -62,6 +70,16 @@ def create_user(
         raise InvalidInput("Passwords need at least 10 characters.", code="weak_password")
     if db.session.scalar(sa.select(User.id).where(User.username == username)):
         raise Conflict(f"User {username!r} exists.", code="user_exists")
+    allowed = SCOPE_KINDS_BY_ROLE[role]
+    for spec in scopes or []:
+        if spec.partition(":")[0] not in allowed:
+            # A scope the role ignores would leave an account that silently sees nothing.
+            raise InvalidInput(
+                f"A {role} cannot be scoped to {spec!r}"
+                + (f"; use {' or '.join(sorted(allowed))} scopes." if allowed else "."),
+                code="invalid_scope",
+                errors={"scopes": [f"Not a {role} scope: {spec}"]},
+            )
     user = User(
         username=username,
         role=role,

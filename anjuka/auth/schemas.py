@@ -36,10 +36,11 @@ class UserSchema(ma.Schema):
     scopes = fields.Method("_scopes")
 
     def _scopes(self, user) -> list[str]:  # type: ignore[no-untyped-def]
+        """The scopes in the form they were given: area:CODE, estate:ID, dwelling:ID."""
         out = []
         for s in user.scopes:
             if s.area_id is not None:
-                out.append(f"area_id:{s.area_id}")
+                out.append(f"area:{s.area.code}")
             elif s.estate_id is not None:
                 out.append(f"estate:{s.estate_id}")
             else:

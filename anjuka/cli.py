@@ -8,6 +8,7 @@ import click
 from flask.cli import FlaskGroup, with_appcontext
 
 from anjuka import create_app
+from anjuka.alerts.commands import sweep
 from anjuka.extensions import db
 from anjuka.notifications.commands import webhooks
 
@@ -207,6 +208,7 @@ cli.add_command(audit)
 cli.add_command(keys)
 cli.add_command(demo)
 cli.add_command(webhooks)
+cli.add_command(sweep)
 cli.add_command(readers)
 
 

@@ -8,7 +8,7 @@ together, and the lower domains never import this one.
 from __future__ import annotations
 
 from anjuka.alerts import occupancy
-from anjuka.alerts.operations import raise_once
+from anjuka.alerts.operations import Raised, raise_once
 from anjuka.areas.models import Area
 from anjuka.core import signals
 from anjuka.dwellings.models import Dwelling
@@ -24,9 +24,9 @@ def on_arrival(residence: Residence, overridden: bool = False, **_: object) -> N
         raise_late_registration(residence)
 
 
-def raise_late_registration(residence: Residence) -> None:
+def raise_late_registration(residence: Residence) -> Raised | None:
     """``late_registration`` for a residence registered after its deadline (once)."""
-    raise_once(
+    return raise_once(
         "late_registration",
         "residence",
         residence.id,

@@ -13,6 +13,7 @@ from anjuka.cards.permissions import (
     desk_reader,
     get_card_or_404,
     get_job_or_404,
+    get_person_in_scope_or_404,
     get_reader_or_404,
     get_residence_or_404,
     visible_cards,
@@ -165,6 +166,7 @@ def residence_cards(residence_id: int, pagination_parameters):
 @requires(*DESK_ROLES)
 def person_cards(person_id: int, pagination_parameters):
     """A person's cards, as far as the caller's scope reaches, newest first."""
+    get_person_in_scope_or_404(person_id)
     stmt = visible_cards().where(Card.person_id == person_id).order_by(Card.id.desc())
     return [operations.card_view(c) for c in paginate(stmt, pagination_parameters)]
 

@@ -51,6 +51,18 @@ def get_residence_or_404(residence_id: int, *, for_update: bool = False) -> Resi
     return residence
 
 
+def get_person_in_scope_or_404(person_id: int) -> None:
+    """404 unless the person has a residence in a dwelling the caller may see."""
+    found = db.session.scalar(
+        sa.select(Residence.id)
+        .join(Dwelling, Residence.dwelling_id == Dwelling.id)
+        .where(Residence.person_id == person_id, dwelling_filter(require_identity()))
+        .limit(1)
+    )
+    if found is None:
+        raise NotFound(f"No person {person_id}.", code="person_not_found")
+
+
 def get_card_or_404(card_no: str, *, for_update: bool = False) -> Card:
     """A card the caller may see, by printed number, or 404 (optionally locked)."""
     card_no = card_no.strip().upper()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import sqlalchemy as sa
-from conftest import new_uid
+from card_helpers import new_uid
 
 from anjuka.cards.models import Card, CardJob
 from anjuka.core.keys import keyring
@@ -27,7 +27,8 @@ def test_issue_bind_write_report_makes_the_card_active_and_the_record_verifies(d
     job = desk.daemon.next_job()
     assert job["id"] == body["job_id"]
     assert (job["kind"], job["card_no"], job["attempt"]) == ("issue", body["card_no"], 1)
-    assert job["expected_uid"] is None and job["keys"] is None
+    assert job["expected_uid"] is None
+    assert job["keys"] is None
     assert 0 < job["lease_seconds"] <= 120
 
     uid = new_uid()
@@ -44,7 +45,8 @@ def test_issue_bind_write_report_makes_the_card_active_and_the_record_verifies(d
 
     card = desk.card(body["card_no"])
     assert card["status"] == "active"
-    assert card["uid"] == uid and card["card_type"] == "cpu"
+    assert card["uid"] == uid
+    assert card["card_type"] == "cpu"
     assert card["residence_id"] == residence["id"]
     assert card["person_id"] == residence["person_id"]
     expected_end = local_today() + timedelta(days=365)
@@ -70,7 +72,7 @@ def test_issue_bind_write_report_makes_the_card_active_and_the_record_verifies(d
 def test_validity_follows_the_areas_effective_policy(
     client, create_area, create_estate, create_dwelling, create_user, arrive, make_reader
 ):
-    from conftest import Daemon
+    from card_helpers import Daemon
 
     create_area("P", card_validity_days=30)
     create_area("PC", "P")  # inherits 30 days
@@ -177,7 +179,8 @@ def test_every_step_is_idempotent_by_job_id(desk):
     failed = desk.daemon.report(job["id"], outcome="failed", uid=uid, error="SW 6982")
     repeated = desk.daemon.report(job["id"], outcome="failed", uid=uid, error="SW 6982")
     assert failed.json == repeated.json
-    assert failed.json["status"] == "queued" and failed.json["attempt"] == 1
+    assert failed.json["status"] == "queued"
+    assert failed.json["attempt"] == 1
 
     job = desk.daemon.next_job()
     assert job["attempt"] == 2
@@ -237,7 +240,8 @@ def test_attempts_run_out_with_a_readable_reason_and_the_desk_can_retry(desk):
     assert job_view["error"].startswith("no card was presented")
     assert job_view["finished_at"] is not None
     card = desk.card(card_no)
-    assert card["status"] == "pending" and card["job"]["status"] == "failed"
+    assert card["status"] == "pending"
+    assert card["job"]["status"] == "failed"
 
     # The person still has a pending card: a second issuance is refused...
     refused = desk.issue(residence["id"])

@@ -30,7 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--state", type=Path, help="JSON file holding the card's memory")
     parser.add_argument("--uid", help="chip UID in hex (new cards; default random)")
     parser.add_argument("--transport-key", help="key of a blank card, hex (default: all FF)")
-    parser.add_argument("--tear-after", type=int, help="leave the field at the (N+1)th APDU")
+    parser.add_argument(
+        "--tear-after",
+        type=_tear_points,
+        default=[],
+        help="leave the field instead of answering the (N+1)th APDU; with --reinsert-after, "
+        "a comma-separated list applies one N per insertion",
+    )
     parser.add_argument(
         "--reinsert-after",
         type=float,
@@ -40,6 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--apdu-trace", action="store_true", help="log APDUs (shows keys!)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
+
+
+def _tear_points(text: str) -> list[int]:
+    try:
+        points = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected N or N,N,...") from None
+    if any(point < 0 for point in points):
+        raise argparse.ArgumentTypeError("tear points are >= 0")
+    return points
 
 
 def make_card(args: argparse.Namespace) -> SimCard:
@@ -85,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    tear_after = args.tear_after
+    tear_points = list(args.tear_after)
     log.info("simulated %s card, UID %s, vpcd port %d", args.type, card.uid.hex(), args.reader_port)
     delay = 0.1
     while not stop.is_set():
@@ -99,12 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         delay = 0.1
         log.info("card entered the field of the reader on port %d", args.reader_port)
         card.power_on()
-        outcome = serve(card, link, stop, tear_after)
+        outcome = serve(card, link, stop, tear_points[0] if tear_points else None)
         log.info("card left the field (%s)", outcome)
         if outcome == "torn":
+            tear_points.pop(0)
             if args.reinsert_after is None:
                 break
-            tear_after = None
             stop.wait(args.reinsert_after)
         elif outcome == "disconnected":
             time.sleep(0.1)

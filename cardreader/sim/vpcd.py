@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 35963
 POWER_OFF, POWER_ON, RESET, GET_ATR = 0, 1, 2, 4
-_POLL = 0.25
+_POLL = 0.05
 
 
 class VirtualCard(Protocol):

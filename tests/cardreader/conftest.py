@@ -123,8 +123,8 @@ class SimProcess:
         """Wait for the simulator to leave on its own (after a tear)."""
         return self.proc.wait(timeout)
 
-    def stop(self) -> None:
-        """SIGTERM, wait, and wait until pcscd has seen the card leave."""
+    def terminate(self) -> None:
+        """SIGTERM (then SIGKILL) and reap the process."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -132,6 +132,10 @@ class SimProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def stop(self) -> None:
+        """Terminate, and wait until pcscd has seen the card leave."""
+        self.terminate()
         wait_reader(self.reader_name, present=False)
 
 
@@ -160,13 +164,13 @@ def cardsim(pcscd: list[str], tmp_path: Path) -> Iterator[Callable[..., SimProce
         port: int = 35963,
         state: Path | None = None,
         uid: str | None = None,
-        tear_after: int | None = None,
+        tear_after: int | list[int] | None = None,
         reinsert_after: float | None = None,
         clone_of: Path | None = None,
         wait: bool = True,
     ) -> SimProcess:
         for other in running:
-            if other.port == port:
+            if other.port == port and other.proc.poll() is None:
                 other.stop()
         args = [sys.executable, "-m", "cardreader.sim.cli", "--type", card_type]
         args += ["--reader-port", str(port)]
@@ -175,7 +179,8 @@ def cardsim(pcscd: list[str], tmp_path: Path) -> Iterator[Callable[..., SimProce
         if uid is not None:
             args += ["--uid", uid]
         if tear_after is not None:
-            args += ["--tear-after", str(tear_after)]
+            points = [tear_after] if isinstance(tear_after, int) else tear_after
+            args += ["--tear-after", ",".join(str(point) for point in points)]
         if reinsert_after is not None:
             args += ["--reinsert-after", str(reinsert_after)]
         if clone_of is not None:
@@ -191,4 +196,6 @@ def cardsim(pcscd: list[str], tmp_path: Path) -> Iterator[Callable[..., SimProce
 
     yield start
     for sim in running:
-        sim.stop()
+        sim.terminate()
+    for port in {sim.port for sim in running}:
+        wait_reader(READERS[port], present=False)

@@ -10,8 +10,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
+import requests
 from flask.testing import FlaskClient
+from requests.structures import CaseInsensitiveDict
 
 
 def new_uid(size: int = 7) -> str:
@@ -129,3 +132,39 @@ class Desk:
         card = self.card(issued.json["card_no"])
         assert card["status"] == "active", card
         return {**card, "chip": chip, "job_id": issued.json["job_id"]}
+
+
+class FlaskAdapter(requests.adapters.BaseAdapter):
+    """Lets ``requests`` (the daemon's HTTP client) talk to a Flask test client in-process."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        super().__init__()
+        self.client = client
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):  # type: ignore[no-untyped-def]
+        url = urlsplit(request.url)
+        answer = self.client.open(
+            url.path,
+            method=request.method,
+            query_string=url.query,
+            headers=dict(request.headers),
+            data=request.body,
+        )
+        response = requests.Response()
+        response.status_code = answer.status_code
+        response._content = answer.get_data()
+        response.headers = CaseInsensitiveDict(answer.headers)
+        response.encoding = "utf-8"
+        response.url = request.url
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def in_process_session(client: FlaskClient) -> requests.Session:
+    """A requests session whose calls to http://anjuka.test go to ``client``."""
+    session = requests.Session()
+    session.mount("http://anjuka.test", FlaskAdapter(client))
+    return session

@@ -47,8 +47,10 @@ def make_reader(app) -> Callable[..., tuple[int, str]]:  # type: ignore[no-untyp
         reader, token = create_reader(
             name or f"desk-{next(_names)}", area_code=area_code, estate_id=estate_id
         )
+        db.session.flush()
+        reader_id = reader.id
         db.session.commit()
-        return reader.id, token
+        return reader_id, token
 
     return make
 

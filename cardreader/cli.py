@@ -6,8 +6,10 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -21,6 +23,22 @@ def default_journal() -> Path:
     """Per-user state directory (XDG), where the journal lives."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "anjuka-cardreader" / "journal.json"
+
+
+def load_holder(journal: Path) -> str:
+    """This daemon's stable holder id, kept beside the journal (created once)."""
+    path = journal.parent / "holder"
+    try:
+        holder = path.read_text(encoding="utf-8").strip()
+        if holder:
+            return holder
+    except FileNotFoundError:
+        pass
+    holder = f"{socket.gethostname()[:24]}-{uuid.uuid4().hex[:16]}"
+    holder = "".join(c if c.isalnum() or c in "_.:-" else "-" for c in holder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(holder + "\n", encoding="utf-8")
+    return holder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,13 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     from cardreader.transport.pcsc import PcscReader
 
+    journal = args.journal or default_journal()
     config = DaemonConfig(
-        journal_path=args.journal or default_journal(),
+        journal_path=journal,
         poll_wait=max(1, min(args.poll_wait, 30)),
         card_timeout=args.card_timeout,
         backoff_max=args.backoff_max,
     )
-    client = JobClient(args.server, args.token, args.reader_id)
+    client = JobClient(args.server, args.token, args.reader_id, holder=load_holder(journal))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -40,9 +40,13 @@ class JobClient:
         reader_id: int | str | None = None,
         timeout: float = 10.0,
         session: requests.Session | None = None,
+        holder: str | None = None,
     ) -> None:
         self.base = server.rstrip("/") + "/api/v1"
         self.reader_id = reader_id
+        #: Stable name of this daemon (kept across restarts), so a held job
+        #: comes back to it and not to another daemon on the same reader.
+        self.holder = holder
         self.timeout = timeout
         self.session = session or requests.Session()
         self.session.headers.update({"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT})
@@ -74,6 +78,9 @@ class JobClient:
             raise cls(status, str(code), str(message))
         return body
 
+    def _holder(self) -> dict[str, str]:
+        return {"holder": self.holder} if self.holder else {}
+
     def whoami(self) -> dict[str, Any]:
         """``GET /readers/me``: this reader's id and name."""
         body: dict[str, Any] = self._request("GET", "/readers/me")
@@ -84,7 +91,7 @@ class JobClient:
         return self._request(  # type: ignore[no-any-return]
             "GET",
             f"/readers/{self.reader_id}/jobs/next",
-            params={"wait": wait},
+            params={"wait": wait, **self._holder()},
             timeout=wait + self.timeout,
         )
 
@@ -93,10 +100,16 @@ class JobClient:
         body: dict[str, Any] = self._request(
             "POST",
             f"/readers/{self.reader_id}/jobs/{job_id}/uid",
+            params=self._holder(),
             json={"uid": uid, "card_type": card_type},
         )
         return body
 
     def post_result(self, job_id: int, result: dict[str, Any]) -> Any:
         """Report a job's outcome."""
-        return self._request("POST", f"/readers/{self.reader_id}/jobs/{job_id}/result", json=result)
+        return self._request(
+            "POST",
+            f"/readers/{self.reader_id}/jobs/{job_id}/result",
+            params=self._holder(),
+            json=result,
+        )

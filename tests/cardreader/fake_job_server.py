@@ -63,6 +63,8 @@ class FakeJobServer:
         self.key_id = key_id
         self.jobs: dict[int, Job] = {}
         self.requests: list[tuple[str, str]] = []
+        #: The ``holder`` query parameter of every job call, in order.
+        self.holders: list[str] = []
         self.cond = threading.Condition()
         #: (method, path fragment) -> number of 503 answers still to give
         self.fail: dict[tuple[str, str], int] = {}
@@ -129,6 +131,8 @@ class FakeJobServer:
     def handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
         url = urlparse(request.path)
         self.requests.append((method, url.path))
+        if "/jobs/" in url.path:
+            self.holders.append(parse_qs(url.query).get("holder", [""])[0])
         for (fail_method, fragment), count in list(self.fail.items()):
             if fail_method == method and fragment in url.path and count > 0:
                 self.fail[(fail_method, fragment)] = count - 1

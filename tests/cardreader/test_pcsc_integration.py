@@ -365,3 +365,63 @@ def test_scriptor_reads_a_card_that_a_from_the_doc_verifier_accepts(cardsim, car
     assert fields["card_no"] == "AJ00000012Q"
     with pytest.raises(InvalidSignature):
         verify_per_doc(record, read_uid[::-1], {KEY_ID: SIGNING_KEY.public_key()})
+
+
+# -- the daemon process through pcscd --------------------------------------------
+
+
+def test_daemon_process_issues_through_a_torn_write_and_erases(cardsim, tmp_path):
+    """``anjuka-cardreader`` against a fake server: pulled mid-write, reconciled, erased."""
+    import os
+    import signal
+    import sys
+
+    from fake_job_server import TOKEN, FakeJobServer, derive_keys
+
+    server = FakeJobServer(SIGNING_KEY, KEY_ID)
+    server.start()
+    state = tmp_path / "card.json"
+    uid = prepare_state("mifare1k", state)
+    # Torn in the middle of the first write; the card comes back 0.3 s later.
+    sim = cardsim("mifare1k", state=state, tear_after=30, reinsert_after=0.3)
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "cardreader.cli", "--server", server.url]
+            + ["--reader", sim.reader_name, "--journal", str(tmp_path / "journal.json")]
+            + ["--card-timeout", "10", "--poll-wait", "1"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "ANJUKA_READER_TOKEN": TOKEN},
+        )
+    try:
+        issue = server.add_job("issue")
+        deadline = time.monotonic() + 20
+        while issue.status != "done" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.outcomes(issue) == ["unknown", "done"], log.read_text()
+        erase = server.add_job("erase", uid=uid.hex(), card_type="mifare1k")
+        while erase.status != "done" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.outcomes(erase) == ["done"], log.read_text()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(40)
+        server.stop()
+    assert code == 0
+    assert ("GET", "/api/v1/readers/me") in server.requests
+    holder = (tmp_path / "holder").read_text().strip()
+    assert holder
+    assert set(server.holders) == {holder}
+    assert server.jobs[1].uid == uid.hex()
+    text = log.read_text()
+    assert "job 1: reported done" in text
+    secrets = [
+        derive_keys("mifare1k", uid.hex())["key_b"],
+        server.record_for(issue, uid.hex()).hex(),
+    ]
+    assert not [secret for secret in secrets if secret in text.lower()]
+    sim.stop()
+    from cardreader.layout import parse_image
+
+    assert parse_image(_image_of(state)) is None  # erased on the chip itself

@@ -11,6 +11,10 @@ import datetime
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+# The PC/SC harness lives in tests/pcsc_fixtures.py, shared with tests/integration;
+# importing the fixtures here is what makes pytest find them for these tests.
+from pcsc_fixtures import READERS, SimProcess, cardsim, pcscd, wait_reader  # noqa: F401
+
 from cardreader.record import CardRecord, sign_record
 from cardreader.sim.cpu import SimCpuCard
 from cardreader.sim.mifare import SimMifareCard
@@ -52,7 +56,3 @@ def memory_card(card_type: str) -> tuple[MemoryReader, SimCpuCard | SimMifareCar
     """A memory reader holding a blank simulated card of each type."""
     sim = new_sim(card_type)
     return MemoryReader(card=sim), sim
-
-
-# The PC/SC harness lives in tests/pcsc_fixtures.py, shared with tests/integration.
-from pcsc_fixtures import READERS, SimProcess, cardsim, pcscd, wait_reader  # noqa: E402, F401

@@ -1,0 +1,156 @@
+"""The PC/SC test harness shared by the card reader and integration tests.
+
+pcscd with the two vpcd readers, and ``anjuka-cardsim`` subprocesses as the
+cards in them. A test that cannot reach pcscd fails: it never skips.
+Conftests import the fixtures from here (``pcscd``, ``cardsim``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+READERS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01"}
+
+
+def _pcsc_readers() -> list[str] | None:
+    from cardreader.transport.base import NoReaderError
+    from cardreader.transport.pcsc import list_readers
+
+    try:
+        return list_readers()
+    except NoReaderError:
+        return None
+
+
+@pytest.fixture(scope="session")
+def pcscd() -> Iterator[list[str]]:
+    """A running pcscd with both vpcd readers; started here only if none runs."""
+    started: subprocess.Popen[bytes] | None = None
+    if _pcsc_readers() is None:
+        binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
+        if not Path(binary).exists():
+            pytest.fail("pcscd is not installed (apt-get install pcscd vsmartcard-vpcd)")
+        started = subprocess.Popen(
+            [binary, "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    deadline = time.monotonic() + 10
+    readers = _pcsc_readers() or []
+    while not set(READERS.values()) <= set(readers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        readers = _pcsc_readers() or []
+    if not set(READERS.values()) <= set(readers):
+        if started:
+            started.terminate()
+        pytest.fail(f"pcscd with the vpcd readers is not reachable (readers: {readers})")
+    yield readers
+    if started is not None:
+        started.terminate()
+        try:
+            started.wait(5)
+        except subprocess.TimeoutExpired:
+            started.kill()
+
+
+@dataclass
+class SimProcess:
+    """A running ``anjuka-cardsim``."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    state: Path | None
+    log: Path
+    reader_name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reader_name = READERS[self.port]
+
+    def wait_exit(self, timeout: float = 5.0) -> int:
+        """Wait for the simulator to leave on its own (after a tear)."""
+        return self.proc.wait(timeout)
+
+    def terminate(self) -> None:
+        """SIGTERM (then SIGKILL) and reap the process."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def stop(self) -> None:
+        """Terminate, and wait until pcscd has seen the card leave."""
+        self.terminate()
+        wait_reader(self.reader_name, present=False)
+
+
+def wait_reader(name: str, present: bool, timeout: float = 5.0) -> None:
+    """Wait until pcscd reports reader ``name`` with (or without) a card."""
+    from cardreader.transport.pcsc import PcscReader
+
+    reader = PcscReader(name)
+    try:
+        deadline = time.monotonic() + timeout
+        while reader.card_present() != present:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name}: card present is not {present} after {timeout} s")
+            time.sleep(0.02)
+    finally:
+        reader.close()
+
+
+@pytest.fixture
+def cardsim(pcscd: list[str], tmp_path: Path) -> Iterator[Callable[..., SimProcess]]:
+    """Factory: start ``anjuka-cardsim`` on a vpcd port; every one is stopped at the end."""
+    running: list[SimProcess] = []
+
+    def start(
+        card_type: str,
+        port: int = 35963,
+        state: Path | None = None,
+        uid: str | None = None,
+        tear_after: int | list[int] | None = None,
+        reinsert_after: float | None = None,
+        clone_of: Path | None = None,
+        wait: bool = True,
+    ) -> SimProcess:
+        for other in running:
+            if other.port == port and other.proc.poll() is None:
+                other.stop()
+        args = [sys.executable, "-m", "cardreader.sim.cli", "--type", card_type]
+        args += ["--reader-port", str(port)]
+        if state is not None:
+            args += ["--state", str(state)]
+        if uid is not None:
+            args += ["--uid", uid]
+        if tear_after is not None:
+            points = [tear_after] if isinstance(tear_after, int) else tear_after
+            args += ["--tear-after", ",".join(str(point) for point in points)]
+        if reinsert_after is not None:
+            args += ["--reinsert-after", str(reinsert_after)]
+        if clone_of is not None:
+            args += ["--clone-of", str(clone_of)]
+        log = tmp_path / f"cardsim-{len(running)}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=os.environ)
+        sim = SimProcess(proc, port, state, log)
+        running.append(sim)
+        if wait:
+            wait_reader(sim.reader_name, present=True)
+        return sim
+
+    yield start
+    for sim in running:
+        sim.terminate()
+    for port in {sim.port for sim in running}:
+        wait_reader(READERS[port], present=False)

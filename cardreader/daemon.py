@@ -93,6 +93,8 @@ class Daemon:
                 return None
             try:
                 presented = card.present_card(self.reader, min(remaining, self.config.reader_poll))
+            except CardError:
+                raise
             except NoReaderError:
                 self._note_reader(False)
                 self._sleep(min(self.config.reader_poll, max(0.0, remaining)))
@@ -122,7 +124,15 @@ class Daemon:
                 self.client.reader_id = me["id"]
                 log.info("serving as reader %s (%s)", me["id"], me.get("name", ""))
             while not self.stop.is_set():
-                self.step()
+                try:
+                    self.step()
+                except (Stopping, Unauthorized):
+                    raise
+                except Exception:
+                    # A bug or an unforeseen failure must not end the desk's daemon: the
+                    # journal keeps the job, and the server hands it out again.
+                    log.exception("unexpected error; carrying on")
+                    self._sleep(self.config.backoff_max)
         except Stopping:
             log.info("stopping")
         except Unauthorized as exc:
@@ -216,7 +226,10 @@ class Daemon:
         job_id = job["id"]
         torn_uid: str | None = None
         while True:
-            presented = self._wait_for_card(self.config.card_timeout)
+            try:
+                presented = self._wait_for_card(self.config.card_timeout)
+            except CardError as exc:
+                return {"outcome": "failed", "error": f"unusable card: {exc}"}
             if presented is None:
                 return self._no_card(self.config.card_timeout, torn_uid)
             uid = presented.uid.hex()
@@ -263,7 +276,10 @@ class Daemon:
         deadline = time.monotonic() + self.config.card_timeout
         torn = False
         while True:
-            presented = self._wait_for_card(max(0.0, deadline - time.monotonic()))
+            try:
+                presented = self._wait_for_card(max(0.0, deadline - time.monotonic()))
+            except CardError as exc:
+                return {"outcome": "failed", "error": f"unusable card: {exc}"}
             if presented is None:
                 if job_id in self._wrong_cards:
                     return {"outcome": "failed", "error": "wrong_card"}

@@ -20,35 +20,38 @@ from cardreader.transport.base import (
     trace,
 )
 
-_GONE = {
-    scard.SCARD_W_REMOVED_CARD,
-    scard.SCARD_E_NO_SMARTCARD,
-    scard.SCARD_W_RESET_CARD,
-    scard.SCARD_W_UNPOWERED_CARD,
-    scard.SCARD_W_UNRESPONSIVE_CARD,
-    scard.SCARD_E_NOT_TRANSACTED,
-    scard.SCARD_E_COMM_DATA_LOST,
-    scard.SCARD_F_COMM_ERROR,
-    scard.SCARD_E_INVALID_HANDLE,
-}
-_NO_READER = {
-    scard.SCARD_E_READER_UNAVAILABLE,
-    scard.SCARD_E_UNKNOWN_READER,
-    scard.SCARD_E_NO_READERS_AVAILABLE,
-    scard.SCARD_E_NO_SERVICE,
-    scard.SCARD_E_SERVICE_STOPPED,
-}
-# One status-change wait is bounded so an unplugged reader is noticed.
-_POLL_SECONDS = 0.5
-
 
 def _code(hresult: int) -> int:
     # pyscard returns HRESULTs as signed or unsigned ints depending on the platform.
     return hresult & 0xFFFFFFFF
 
 
-_GONE = {_code(c) for c in _GONE}
-_NO_READER = {_code(c) for c in _NO_READER}
+_GONE = {
+    _code(c)
+    for c in (
+        scard.SCARD_W_REMOVED_CARD,
+        scard.SCARD_E_NO_SMARTCARD,
+        scard.SCARD_W_RESET_CARD,
+        scard.SCARD_W_UNPOWERED_CARD,
+        scard.SCARD_W_UNRESPONSIVE_CARD,
+        scard.SCARD_E_NOT_TRANSACTED,
+        scard.SCARD_E_COMM_DATA_LOST,
+        scard.SCARD_F_COMM_ERROR,
+        scard.SCARD_E_INVALID_HANDLE,
+    )
+}
+_NO_READER = {
+    _code(c)
+    for c in (
+        scard.SCARD_E_READER_UNAVAILABLE,
+        scard.SCARD_E_UNKNOWN_READER,
+        scard.SCARD_E_NO_READERS_AVAILABLE,
+        scard.SCARD_E_NO_SERVICE,
+        scard.SCARD_E_SERVICE_STOPPED,
+    )
+}
+# One status-change wait is bounded so an unplugged reader is noticed.
+_POLL_SECONDS = 0.5
 
 
 def _message(hresult: int) -> str:

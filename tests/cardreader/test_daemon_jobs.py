@@ -13,6 +13,7 @@ from cardreader.client import JobClient, ServerUnavailable
 from cardreader.daemon import Daemon, DaemonConfig
 from cardreader.protocol import card
 from cardreader.record import verify_record
+from cardreader.sim.mifare import SimMifareCard
 from cardreader.transport.memory import MemoryReader
 
 PUBLIC = {KEY_ID: SIGNING_KEY.public_key()}
@@ -310,3 +311,37 @@ def test_client_maps_http_failures(server):
     server.stop()
     with pytest.raises(ServerUnavailable):
         client.whoami()
+
+
+class Mifare4K(SimMifareCard):
+    """A storage card of a type Anjuka does not issue on (card name 00 02)."""
+
+    atr = bytes.fromhex("3B8F8001804F0CA0000003060300020000000069")
+
+
+def test_unsupported_card_fails_the_attempt_with_a_reason(server, make_daemon):
+    reader = MemoryReader(card=Mifare4K())
+    job = server.add_job("issue")
+    make_daemon(reader).step()
+    assert server.outcomes(job) == ["failed"]
+    assert "storage card type 0002 is not supported" in job.results[0]["error"]
+
+
+def test_unexpected_errors_do_not_end_the_daemon(server, make_daemon, monkeypatch):
+    reader = MemoryReader(card=new_sim("cpu"))
+    daemon = make_daemon(reader, backoff_max=0.01)
+    calls = {"n": 0}
+    real_step = daemon.step
+
+    def flaky_step() -> bool:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("bug")
+        if calls["n"] >= 3:
+            daemon.stop.set()
+        return real_step()
+
+    monkeypatch.setattr(daemon, "step", flaky_step)
+    job = server.add_job("issue")
+    assert daemon.run() == 0
+    assert server.outcomes(job) == ["done"]

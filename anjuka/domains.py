@@ -37,8 +37,9 @@ def register_domains(app: Flask) -> None:
     from anjuka.alerts import handlers as alert_handlers
     from anjuka.notifications import api as webhooks_api
     from anjuka.notifications import operations as notifications
+    from anjuka.verifications import api as verifications_api
 
     alert_handlers.connect()
     notifications.connect(app)
-    for module in (alerts_api, webhooks_api):
+    for module in (alerts_api, verifications_api, webhooks_api):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)

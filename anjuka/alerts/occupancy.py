@@ -188,9 +188,9 @@ def evaluate_subtree(area: Area, *, trigger: str) -> int:
 
 def record_headcount(
     dwelling: Dwelling, observed: int, registered: int, inspection_id: int
-) -> None:
+) -> Alert:
     """An officer saw more people than are registered: ``over_occupancy`` (headcount)."""
-    raise_alert(
+    return raise_alert(
         "over_occupancy",
         "dwelling",
         dwelling.id,
@@ -201,4 +201,4 @@ def record_headcount(
             "registered": registered,
             "inspection_id": inspection_id,
         },
-    )
+    ).alert

@@ -28,6 +28,8 @@ class IssuedCard:
     record: bytes
     card_type: str
     residence_id: int
+    #: The per-card keys the job carried (docs/job-protocol.md), as the daemon got them.
+    keys: dict
 
 
 @dataclass
@@ -73,7 +75,9 @@ class CardDesk:
         assert done.status_code == 200, done.json
         card = self.client.get(f"/api/v1/cards/{queued.json['card_no']}", headers=self.desk_headers)
         assert card.json["status"] == "active", card.json
-        return IssuedCard(queued.json["card_no"], uid, record, card_type, residence_id)
+        return IssuedCard(
+            queued.json["card_no"], uid, record, card_type, residence_id, bound.json["keys"]
+        )
 
     def revoke(self, card_no: str, reason: str = "lost") -> None:
         response = self.client.post(

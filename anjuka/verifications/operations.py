@@ -1,0 +1,562 @@
+"""Checking a card or a document on site, and recording the inspection (查验).
+
+One check, one inspection, and the alerts it raises, in one transaction.
+The answer carries the least personal data that lets the officer act: the
+card's status, and, when the residence lies in the officer's scope, the
+resident's masked name, the dwelling's address and the arrival date.
+
+Result precedence, first match wins:
+
+1. the chip's record does not verify for the chip's UID: ``forged``, or
+   ``clone_suspected`` when it is a genuine record of another chip (a copy);
+   a failed INTERNAL AUTHENTICATE is ``clone_suspected`` too;
+2. nothing known (no such card, a pending card, no such person, no current
+   residence): ``unknown``;
+3. the card was revoked or returned by the time of the check: ``revoked``;
+4. the same card was presented elsewhere too far away for the time between
+   (see :func:`too_far_apart`): ``clone_suspected``;
+5. the card is past its expiry: ``expired``;
+6. the officer named a dwelling and the resident is registered at another:
+   ``wrong_dwelling``;
+7. ``valid``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask import current_app
+
+from anjuka.alerts import occupancy
+from anjuka.alerts.operations import raise_alert
+from anjuka.audit import operations as audit
+from anjuka.auth.scope import dwelling_filter
+from anjuka.cards.models import Card
+from anjuka.cards.signing import derive_card_key
+from anjuka.core.errors import AppError, Conflict, InvalidInput
+from anjuka.core.keys import keyring
+from anjuka.core.security import Identity
+from anjuka.core.time import utcnow
+from anjuka.dwellings.models import Dwelling
+from anjuka.dwellings.operations import occupant_counts
+from anjuka.extensions import db
+from anjuka.persons.identity import mask_name, parse_document
+from anjuka.persons.models import Person
+from anjuka.persons.operations import find_person
+from anjuka.residences.models import Residence
+from anjuka.verifications.models import Inspection, VerificationChallenge
+from cardreader.cardno import is_valid_card_no
+from cardreader.protocol.cpu import internal_auth_response
+from cardreader.record import (
+    BadSignatureError,
+    RecordFormatError,
+    UnknownKeyError,
+    decode_record,
+    verify_record,
+)
+
+CHALLENGE_LIFETIME = timedelta(minutes=2)
+CHALLENGE_SIZE = 8
+#: Two checks of one card further apart in time than this are never "too far".
+TRAVEL_WINDOW = timedelta(hours=1)
+#: With positions: faster than this between the two places is impossible in a city.
+MAX_SPEED_KMH = 120
+#: ... and closer than this is the same place give or take GPS error.
+MIN_DISTANCE_KM = 2.0
+
+
+@dataclass
+class Check:
+    """What a verification found, before it is recorded."""
+
+    input_kind: str
+    result: str = "unknown"
+    reason: str | None = None
+    card: Card | None = None
+    residence: Residence | None = None
+    person: Person | None = None
+    uid: str | None = None
+    #: The card number a chip's record claims, even when it proves false.
+    claimed_card_no: str | None = None
+    chip_authenticated: bool | None = None
+    decided: bool = False  # a crypto verdict or "unknown": later rules do not apply
+
+    def decide(self, result: str, reason: str | None = None) -> Check:
+        self.result, self.reason, self.decided = result, reason, True
+        return self
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where and when the officer checked, and what they saw."""
+
+    checked_at: datetime
+    dwelling: Dwelling | None = None
+    latitude: Decimal | None = None
+    longitude: Decimal | None = None
+    observed_headcount: int | None = None
+    offline: bool = False
+    offline_result: str | None = None
+    client_id: str | None = None
+
+
+def local_date(moment: datetime) -> date:
+    """The registry's calendar day at ``moment``."""
+    return moment.astimezone(ZoneInfo(current_app.extensions["anjuka_config"].timezone)).date()
+
+
+# -- challenges -----------------------------------------------------------------
+
+
+def issue_challenge(identity: Identity) -> VerificationChallenge:
+    """A fresh random challenge for a CPU card, good once for two minutes."""
+    now = utcnow()
+    challenge = VerificationChallenge(
+        id=secrets.token_hex(16),
+        challenge=secrets.token_bytes(CHALLENGE_SIZE),
+        user_id=identity.id,
+        created_at=now,
+        expires_at=now + CHALLENGE_LIFETIME,
+    )
+    db.session.add(challenge)
+    db.session.flush()
+    return challenge
+
+
+def _take_challenge(identity: Identity, challenge_id: str) -> bytes:
+    challenge = db.session.scalar(
+        sa.select(VerificationChallenge)
+        .where(
+            VerificationChallenge.id == challenge_id,
+            VerificationChallenge.user_id == identity.id,
+        )
+        .with_for_update()
+    )
+    if challenge is None:
+        raise InvalidInput(
+            "No such challenge was issued to you.",
+            code="challenge_unknown",
+            errors={"challenge_id": ["Unknown challenge."]},
+        )
+    if challenge.used_at is not None:
+        raise InvalidInput(
+            "The challenge was already used; ask for a new one.", code="challenge_used"
+        )
+    now = utcnow()
+    if now >= challenge.expires_at:
+        raise InvalidInput("The challenge expired; ask for a new one.", code="challenge_expired")
+    challenge.used_at = now
+    return challenge.challenge
+
+
+# -- the checks -----------------------------------------------------------------
+
+
+def _card_by_no(card_no: str) -> Card | None:
+    return db.session.scalar(sa.select(Card).where(Card.card_no == card_no))
+
+
+def _attach(check: Check, card: Card | None) -> Check:
+    check.card = card
+    if card is not None:
+        check.residence = card.residence
+        check.person = card.residence.person
+    return check
+
+
+def check_card_no(card_no: str) -> Check:
+    """A check by the printed number: the registry's word only, no chip."""
+    if not is_valid_card_no(card_no):
+        raise InvalidInput(
+            "Not an Anju e-Card number (AJ, 8 digits, check character).",
+            code="invalid_card_no",
+            errors={"card_no": ["Invalid card number or check character."]},
+        )
+    check = _attach(Check("card_no"), _card_by_no(card_no))
+    if check.card is None:
+        return check.decide("unknown", "no_such_card")
+    return check
+
+
+def check_chip(
+    identity: Identity,
+    uid_hex: str,
+    record_hex: str,
+    challenge_id: str | None = None,
+    response_hex: str | None = None,
+) -> Check:
+    """A check of what a chip holds, bound to its UID (and its key, for CPU cards)."""
+    check = Check("chip", uid=uid_hex)
+    challenge = _take_challenge(identity, challenge_id) if challenge_id else None
+    record = bytes.fromhex(record_hex)
+    if not record:
+        return check.decide("unknown", "blank")
+    try:
+        decoded, _ = decode_record(record)
+    except RecordFormatError:
+        return check.decide("forged", "not_a_record")
+    check.claimed_card_no = decoded.card_no
+    _attach(check, _card_by_no(decoded.card_no))
+    keys = keyring().signing_public_keys()
+    uid = bytes.fromhex(uid_hex)
+    try:
+        verify_record(record, uid, keys)
+    except UnknownKeyError:
+        return check.decide("forged", "unknown_key")
+    except BadSignatureError:
+        card = check.card
+        if card is not None and card.uid and _verifies(record, card.uid, keys):
+            return check.decide("clone_suspected", "record_copied")
+        return check.decide("forged", "bad_signature")
+    card = check.card
+    if card is None:
+        return check.decide("unknown", "no_such_card")
+    if card.uid != uid_hex:
+        # Signed for this chip once (an issue job later bound to another chip),
+        # but the card is that other chip now.
+        return check.decide("forged", "not_this_cards_chip")
+    if challenge is not None:
+        if card.card_type != "cpu" or card.card_key_id is None:
+            raise InvalidInput(
+                "Only CPU cards answer INTERNAL AUTHENTICATE.", code="challenge_not_supported"
+            )
+        _, masters = keyring().card_master
+        internal_key = derive_card_key(masters[card.card_key_id], uid, "cpu", "internal_key", 16)
+        expected = internal_auth_response(internal_key, challenge)
+        check.chip_authenticated = hmac.compare_digest(expected, bytes.fromhex(response_hex or ""))
+        if not check.chip_authenticated:
+            return check.decide("clone_suspected", "internal_authenticate_failed")
+    return check
+
+
+def _verifies(record: bytes, uid_hex: str, keys: dict) -> bool:
+    try:
+        verify_record(record, bytes.fromhex(uid_hex), keys)
+    except (RecordFormatError, UnknownKeyError, BadSignatureError):
+        return False
+    return True
+
+
+def check_document(document_type: str, number: str) -> Check:
+    """A check of an identity document: is its holder registered (here)?"""
+    check = Check("document")
+    person = find_person(parse_document(document_type, number))
+    if person is None:
+        return check.decide("unknown", "no_such_person")
+    check.person = person
+    residence = db.session.scalar(
+        sa.select(Residence).where(
+            Residence.person_id == person.id, Residence.departed_on.is_(None)
+        )
+    )
+    if residence is None:
+        return check.decide("unknown", "not_registered")
+    check.residence = residence
+    check.card = db.session.scalar(
+        sa.select(Card).where(Card.residence_id == residence.id, Card.status == "active")
+    )
+    return check
+
+
+# -- where and when ---------------------------------------------------------------
+
+
+def _distance_km(lat1: Decimal, lon1: Decimal, lat2: Decimal, lon2: Decimal) -> float:
+    """Great-circle distance (haversine, mean Earth radius)."""
+    p1, p2 = math.radians(float(lat1)), math.radians(float(lat2))
+    dp, dl = p2 - p1, math.radians(float(lon2) - float(lon1))
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(a))
+
+
+def _city(dwelling: Dwelling) -> str:
+    """The top of the dwelling's area tree (the city)."""
+    return dwelling.area.ancestor_codes[0]
+
+
+def too_far_apart(place: Place, other: Inspection) -> bool:
+    """Whether one card could not have been at both places in the time between.
+
+    With positions at both checks: more than ``MIN_DISTANCE_KM`` apart at
+    a speed above ``MAX_SPEED_KMH``. Otherwise, with a dwelling at both: in
+    different cities (the top of the area tree) within ``TRAVEL_WINDOW``.
+    Areas are too coarse for anything finer: two districts, or two
+    stations, can meet in the middle of a street. Without either, nothing
+    can be said.
+    """
+    hours = abs((place.checked_at - other.checked_at).total_seconds()) / 3600
+    if hours > TRAVEL_WINDOW.total_seconds() / 3600:
+        return False
+    if place.latitude is not None and other.latitude is not None:
+        km = _distance_km(place.latitude, place.longitude, other.latitude, other.longitude)  # type: ignore[arg-type]
+        return km >= MIN_DISTANCE_KM and km / max(hours, 1 / 60) > MAX_SPEED_KMH
+    if place.dwelling is not None and other.dwelling is not None:
+        return _city(place.dwelling) != _city(other.dwelling)
+    return False
+
+
+def _impossible_travel(card: Card, place: Place) -> Inspection | None:
+    nearby = db.session.scalars(
+        sa.select(Inspection)
+        .where(
+            Inspection.card_id == card.id,
+            Inspection.input_kind != "document",  # the card itself was there
+            Inspection.checked_at >= place.checked_at - TRAVEL_WINDOW,
+            Inspection.checked_at <= place.checked_at + TRAVEL_WINDOW,
+        )
+        .order_by(Inspection.checked_at.desc())
+    )
+    return next((other for other in nearby if too_far_apart(place, other)), None)
+
+
+def _was_revoked(card: Card, at: datetime) -> bool:
+    if card.status not in ("revoked", "returned"):
+        return False
+    revoked_at = card.revoked_at or card.returned_at
+    return revoked_at is None or revoked_at <= at
+
+
+def judge(check: Check, place: Place) -> Inspection | None:
+    """Apply the rules after the chip's verdict; returns a conflicting inspection, if any."""
+    if check.decided:
+        return None
+    card = check.card
+    if card is not None and card.status == "pending":
+        check.decide("unknown", "card_not_active")
+        return None
+    if card is not None and _was_revoked(card, place.checked_at):
+        check.decide("revoked", card.revocation_reason or card.status)
+        return None
+    presented = card is not None and check.input_kind != "document"
+    elsewhere = _impossible_travel(card, place) if presented else None  # type: ignore[arg-type]
+    if elsewhere is not None:
+        check.decide("clone_suspected", "impossible_travel")
+        return elsewhere
+    if (
+        card is not None
+        and card.expires_on is not None
+        and card.expires_on < local_date(place.checked_at)
+    ):
+        check.decide("expired")
+        return None
+    residence = check.residence
+    if (
+        place.dwelling is not None
+        and residence is not None
+        and (residence.dwelling_id != place.dwelling.id or residence.departed_on is not None)
+    ):
+        check.decide("wrong_dwelling")
+        return None
+    check.decide("valid")
+    return None
+
+
+# -- recording ----------------------------------------------------------------------
+
+
+def _in_scope(identity: Identity, dwelling_id: int) -> bool:
+    return (
+        db.session.scalar(
+            sa.select(Dwelling.id).where(Dwelling.id == dwelling_id, dwelling_filter(identity))
+        )
+        is not None
+    )
+
+
+def _answer(identity: Identity, check: Check, inspection: Inspection, alerts: list[dict]) -> dict:
+    card = check.card
+    residence = check.residence
+    visible = residence is not None and _in_scope(identity, residence.dwelling_id)
+    return {
+        "result": check.result,
+        "reason": check.reason,
+        "inspection_id": inspection.id,
+        "checked_at": inspection.checked_at.isoformat(),
+        "offline": inspection.offline,
+        "card": None
+        if card is None
+        else {
+            "card_no": card.card_no,
+            "status": card.status,
+            "expires_on": None if card.expires_on is None else card.expires_on.isoformat(),
+            "revocation_reason": card.revocation_reason,
+            "chip_authenticated": check.chip_authenticated,
+        },
+        "resident": {
+            "name": mask_name(residence.person.name),
+            "arrived_on": residence.arrived_on.isoformat(),
+            "current": residence.departed_on is None,
+        }
+        if visible and residence is not None
+        else None,
+        "dwelling": {"id": residence.dwelling_id, "address": residence.dwelling.address}
+        if visible and residence is not None
+        else None,
+        "details_withheld": residence is not None and not visible,
+        "registered_headcount": inspection.registered_headcount,
+        "alerts": alerts,
+    }
+
+
+def _alert_area(check: Check, place: Place) -> int | None:
+    if place.dwelling is not None:
+        return place.dwelling.area_id
+    if check.residence is not None:
+        return check.residence.dwelling.area_id
+    return None
+
+
+def _raise_alerts(
+    check: Check, place: Place, inspection: Inspection, elsewhere: Inspection | None
+) -> list[dict]:
+    raised = []
+    area_id = _alert_area(check, place)
+    at = place.checked_at
+    common = {
+        "inspection_id": inspection.id,
+        "dwelling_id": inspection.dwelling_id,
+        "officer_id": inspection.officer_id,
+        "offline": inspection.offline,
+    }
+    if check.result == "revoked" and check.card is not None:
+        alert = raise_alert(
+            "revoked_card_presented",
+            "card",
+            check.card.card_no,
+            area_id=area_id,
+            details={**common, "revocation_reason": check.card.revocation_reason},
+            at=at,
+        ).alert
+        raised.append(alert)
+    if check.result == "clone_suspected" or (
+        check.result == "forged" and check.claimed_card_no is not None
+    ):
+        card_no = check.card.card_no if check.card is not None else check.claimed_card_no
+        alert = raise_alert(
+            "clone_suspected",
+            "card",
+            card_no,
+            area_id=area_id,
+            details={
+                **common,
+                "result": check.result,
+                "reason": check.reason,
+                "uid": check.uid,
+                "other_inspection_id": None if elsewhere is None else elsewhere.id,
+            },
+            at=at,
+        ).alert
+        raised.append(alert)
+    observed = place.observed_headcount
+    registered = inspection.registered_headcount
+    if place.dwelling is not None and observed is not None and observed > (registered or 0):
+        raised.append(
+            occupancy.record_headcount(place.dwelling, observed, registered or 0, inspection.id)
+        )
+    return [{"id": a.id, "kind": a.kind} for a in raised]
+
+
+def existing_inspection(identity: Identity, client_id: str) -> Inspection | None:
+    """The inspection an earlier upload with ``client_id`` recorded, if any."""
+    inspection = db.session.scalar(sa.select(Inspection).where(Inspection.client_id == client_id))
+    if inspection is not None and inspection.officer_id != identity.id:
+        raise Conflict("Another officer's inspection has this client id.", code="client_id_taken")
+    return inspection
+
+
+def record_inspection(identity: Identity, check: Check, place: Place) -> Inspection:
+    """Judge the check, record the inspection and raise its alerts; returns it with its answer."""
+    if place.observed_headcount is not None and place.dwelling is None:
+        raise InvalidInput(
+            "A head count needs the dwelling it was counted in.",
+            errors={"dwelling_id": ["Required with observed_headcount."]},
+        )
+    elsewhere = judge(check, place)
+    registered = (
+        occupant_counts([place.dwelling.id])[place.dwelling.id]
+        if place.dwelling is not None
+        else None
+    )
+    inspection = Inspection(
+        client_id=place.client_id,
+        officer_id=identity.id,
+        dwelling_id=place.dwelling.id if place.dwelling is not None else None,
+        area_id=_alert_area(check, place),
+        checked_at=place.checked_at,
+        recorded_at=utcnow(),
+        input_kind=check.input_kind,
+        card_id=check.card.id if check.card is not None else None,
+        person_id=check.person.id if check.person is not None else None,
+        residence_id=check.residence.id if check.residence is not None else None,
+        uid=check.uid,
+        result=check.result,
+        reason=check.reason,
+        observed_headcount=place.observed_headcount,
+        registered_headcount=registered,
+        offline=place.offline,
+        offline_result=place.offline_result,
+        chip_authenticated=check.chip_authenticated,
+        latitude=place.latitude,
+        longitude=place.longitude,
+        answer={},
+    )
+    db.session.add(inspection)
+    db.session.flush()
+    alerts = _raise_alerts(check, place, inspection, elsewhere)
+    inspection.answer = _answer(identity, check, inspection, alerts)
+    db.session.flush()
+    area_code = None
+    if inspection.area_id is not None:
+        area_code = (
+            place.dwelling.area.code
+            if place.dwelling is not None
+            else check.residence.dwelling.area.code  # type: ignore[union-attr]
+        )
+    audit.record(
+        "inspection.record",
+        subject_type="inspection",
+        subject_id=inspection.id,
+        area_code=area_code,
+        details={
+            "input_kind": check.input_kind,
+            "result": check.result,
+            "reason": check.reason,
+            "card_no": check.card.card_no if check.card is not None else None,
+            "person_id": inspection.person_id,
+            "dwelling_id": inspection.dwelling_id,
+            "offline": place.offline,
+        },
+    )
+    return inspection
+
+
+def check_offline_time(checked_at: datetime | None, offline: bool) -> datetime:
+    """When the check happened: now online; the device's time, within reason, offline."""
+    now = utcnow()
+    if not offline:
+        return now
+    if checked_at is None:
+        raise InvalidInput(
+            "An offline inspection needs the time it was made.",
+            errors={"checked_at": ["Required when offline is true."]},
+        )
+    if checked_at > now + timedelta(minutes=5):
+        raise InvalidInput(
+            "The inspection time is in the future.",
+            errors={"checked_at": ["Must not be in the future."]},
+        )
+    if checked_at < now - timedelta(days=30):
+        raise AppError(
+            "Offline inspections are accepted up to 30 days after the check.",
+            code="inspection_too_old",
+            status=422,
+            errors={"checked_at": ["More than 30 days ago."]},
+        )
+    return checked_at

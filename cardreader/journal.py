@@ -1,7 +1,8 @@
 """A small file remembering the job in hand, so a restarted daemon resumes it.
 
 It holds the job id, its phase, the card's UID and, once the card work is
-done, the result still to report. Never keys, never record bytes.
+done, the result still to report (which for an issue carries the record read
+back: signed, public data). Never keys.
 """
 
 from __future__ import annotations

@@ -60,7 +60,16 @@ def _tear_points(text: str) -> list[int]:
 
 def make_card(args: argparse.Namespace) -> SimCard:
     """Load the card from --state, or make a new one; apply --clone-of."""
-    uid = bytes.fromhex(args.uid) if args.uid else None
+    try:
+        uid = bytes.fromhex(args.uid) if args.uid else None
+        transport_key = bytes.fromhex(args.transport_key) if args.transport_key else None
+    except ValueError:
+        raise SystemExit("--uid and --transport-key take hex") from None
+    key_size = 16 if args.type == "cpu" else 6
+    if transport_key is not None and len(transport_key) != key_size:
+        raise SystemExit(f"a {args.type} transport key is {key_size} bytes")
+    if uid is not None and not (len(uid) == 4 or (args.type == "cpu" and len(uid) in (7, 10))):
+        raise SystemExit("--uid: 4 bytes (a CPU card may also have 7 or 10)")
     if args.state and args.state.exists():
         data = load_state(args.state)
         if data["type"] != args.type:
@@ -69,10 +78,10 @@ def make_card(args: argparse.Namespace) -> SimCard:
             raise SystemExit(f"{args.state} holds UID {data['uid']}, not {args.uid}")
         card = card_from_state(data)
     else:
-        kwargs = {}
-        if args.transport_key:
-            kwargs["transport_key"] = bytes.fromhex(args.transport_key)
-        card = CARD_CLASSES[args.type](uid, **kwargs)
+        if transport_key is not None:
+            card = CARD_CLASSES[args.type](uid, transport_key=transport_key)
+        else:
+            card = CARD_CLASSES[args.type](uid)
     if args.clone_of:
         source = load_state(args.clone_of)
         if source["type"] != args.type:

@@ -1,7 +1,7 @@
 """Each card session against the in-memory simulated card."""
 
 import pytest
-from conftest import CPU_KEYS, JOB_KEYS, MIFARE_KEYS, SIGNING_KEY, make_record, new_sim
+from cardreader_testkit import CPU_KEYS, JOB_KEYS, MIFARE_KEYS, SIGNING_KEY, make_record, new_sim
 
 from cardreader import layout
 from cardreader.protocol import card, errors

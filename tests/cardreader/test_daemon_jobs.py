@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from conftest import KEY_ID, SIGNING_KEY, new_sim
+from cardreader_testkit import KEY_ID, SIGNING_KEY, new_sim
 from fake_job_server import READER_ID, TOKEN, FakeJobServer, derive_keys
 
 from cardreader.client import JobClient, ServerUnavailable

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CPU_KEYS, MIFARE_KEYS, make_record
+from cardreader_testkit import CPU_KEYS, MIFARE_KEYS, make_record
 
 from cardreader import record
 from cardreader.protocol import card

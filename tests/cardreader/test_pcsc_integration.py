@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import JOB_KEYS, KEY_ID, SIGNING_KEY, make_record, new_sim
+from cardreader_testkit import JOB_KEYS, KEY_ID, SIGNING_KEY, make_record, new_sim
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 

@@ -126,6 +126,16 @@ def test_cli_refuses_a_state_of_another_type(tmp_path):
     )
     with pytest.raises(SystemExit, match="UID"):
         sim_cli.make_card(args)
+    for bad, message in (
+        (["--uid", "0102"], "4 bytes"),
+        (["--transport-key", "ffff"], "6 bytes"),
+        (["--uid", "zz"], "hex"),
+    ):
+        args = sim_cli.build_parser().parse_args(["--type", "mifare1k", *bad])
+        with pytest.raises(SystemExit, match=message):
+            sim_cli.make_card(args)
+    args = sim_cli.build_parser().parse_args(["--type", "cpu", "--transport-key", "00" * 16])
+    assert sim_cli.make_card(args).keys[1] == bytes(16)
 
 
 def frame(payload: bytes) -> bytes:

@@ -109,6 +109,13 @@ def authenticate(username: str, password: str) -> User:
             _hasher.verify(_DUMMY_HASH, password)
         raise Unauthorized("Wrong username or password.", code="invalid_credentials")
     if user.locked_until and user.locked_until > now:
+        audit.record(
+            "auth.login_locked",
+            subject_type="user",
+            subject_id=user.id,
+            chain=f"user:{user.id}",
+            actor=("anonymous", None, username),
+        )
         raise AppError(
             "Too many failed sign-ins; try again later.",
             code="account_locked",

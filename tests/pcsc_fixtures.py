@@ -3,15 +3,21 @@
 pcscd with the two vpcd readers, and ``anjuka-cardsim`` subprocesses as the
 cards in them. A test that cannot reach pcscd fails: it never skips.
 Conftests import the fixtures from here (``pcscd``, ``cardsim``).
+
+The vpcd readers are one per machine: a test session holds a machine-wide
+lock while it uses them, so two sessions (two engineers, two CI jobs on one
+host) take turns instead of inserting cards into each other's readers.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +26,28 @@ from pathlib import Path
 import pytest
 
 READERS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01"}
+LOCK_PATH = Path(tempfile.gettempdir()) / "anjuka-vpcd.lock"
+#: Wait this long for another session to finish with the readers.
+LOCK_WAIT = 280.0
+_lock_file: list = []  # the open lock file of this process, once taken
+
+
+def _hold_machine_lock() -> None:
+    """Take the machine-wide vpcd lock for the rest of this process (once)."""
+    if _lock_file:
+        return
+    handle = LOCK_PATH.open("a")
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                handle.close()
+                pytest.fail(f"another test session kept the vpcd readers ({LOCK_PATH})")
+            time.sleep(0.5)
+    _lock_file.append(handle)  # released when the process ends
 
 
 def _pcsc_readers() -> list[str] | None:
@@ -35,6 +63,7 @@ def _pcsc_readers() -> list[str] | None:
 @pytest.fixture(scope="session")
 def pcscd() -> Iterator[list[str]]:
     """A running pcscd with both vpcd readers; started here only if none runs."""
+    _hold_machine_lock()
     started: subprocess.Popen[bytes] | None = None
     if _pcsc_readers() is None:
         binary = shutil.which("pcscd") or "/usr/sbin/pcscd"

@@ -127,6 +127,17 @@ class VerifyResult:
     reason: str | None = None
 
 
+def _check_link(event: AuditEvent, chain: str, seq: int, prev_hash: str) -> str | None:
+    """Why ``event`` does not continue its chain where it should, if it does not."""
+    if event.seq != seq:
+        return f"chain {chain}: event missing before seq {event.seq}"
+    if event.prev_hash != prev_hash:
+        return f"chain {chain}: link to previous event broken"
+    if event_hash(event) != event.hash:
+        return f"chain {chain}: event content altered"
+    return None
+
+
 def verify(batch_size: int = 5000) -> VerifyResult:
     """Walk every chain; report the first broken event (lowest id)."""
     problems: list[tuple[int, str]] = []
@@ -141,23 +152,23 @@ def verify(batch_size: int = 5000) -> VerifyResult:
             .order_by(AuditEvent.seq)
             .execution_options(yield_per=batch_size)
         )
-        for event in db.session.scalars(query):
-            total += 1
-            if event.seq != expected_seq:
-                problems.append((event.id, f"chain {chain}: event missing before seq {event.seq}"))
-                break
-            if event.prev_hash != expected_prev:
-                problems.append((event.id, f"chain {chain}: link to previous event broken"))
-                break
-            if event_hash(event) != event.hash:
-                problems.append((event.id, f"chain {chain}: event content altered"))
-                break
-            expected_seq, expected_prev, last_id = event.seq + 1, event.hash, event.id
-        else:
-            head = heads.get(chain)
-            if head is None or head.seq != expected_seq - 1 or head.hash != expected_prev:
-                at = last_id if last_id is not None else 0
-                problems.append((at, f"chain {chain}: events missing after the last one kept"))
+        result = db.session.scalars(query)
+        try:
+            for event in result:
+                total += 1
+                problem = _check_link(event, chain, expected_seq, expected_prev)
+                if problem:
+                    problems.append((event.id, problem))
+                    break
+                expected_seq, expected_prev, last_id = event.seq + 1, event.hash, event.id
+                db.session.expunge(event)  # a chain may be longer than memory
+            else:
+                head = heads.get(chain)
+                if head is None or head.seq != expected_seq - 1 or head.hash != expected_prev:
+                    at = last_id if last_id is not None else 0
+                    problems.append((at, f"chain {chain}: events missing after the last one kept"))
+        finally:
+            result.close()  # a break leaves PostgreSQL's server-side cursor open
         db.session.expunge_all()
     if problems:
         event_id, reason = min(problems)

@@ -60,9 +60,21 @@ def on_dwelling_change(dwelling: Dwelling, **_: object) -> None:
     occupancy.evaluate([dwelling], trigger="dwelling_changed")
 
 
+def on_card_returned(card: object, **_: object) -> None:
+    """A card came back: its residence's card-not-returned alert may have lost its cause.
+
+    The sweep resolves it too; this makes it immediate when the cards domain
+    sends ``card_returned``.
+    """
+    from anjuka.alerts.sweep import resolve_returned
+
+    resolve_returned([card.residence_id])  # type: ignore[attr-defined]
+
+
 def connect() -> None:
     """Subscribe to the registry's signals (idempotent: blinker keeps one per receiver)."""
     signals.residence_arrived.connect(on_arrival)
     signals.residence_departed.connect(on_departure)
     signals.policy_changed.connect(on_policy_change)
     signals.dwelling_changed.connect(on_dwelling_change)
+    signals.card_returned.connect(on_card_returned)

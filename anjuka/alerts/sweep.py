@@ -258,24 +258,29 @@ def _card_not_returned(as_of: date, policies: _Policies, report: SweepReport) ->
         if len(batch) >= _PAGE:
             flush_batch()
     flush_batch()
-    _resolve_returned(report)
+    report.resolved["card_not_returned"] += resolve_returned()
 
 
-def _resolve_returned(report: SweepReport) -> None:
-    """Live card-not-returned alerts whose cards have all come back."""
-    live = db.session.scalars(
-        sa.select(Alert).where(Alert.kind == "card_not_returned", Alert.status.in_(LIVE_STATUSES))
-    ).all()
+def resolve_returned(residence_ids: list[int] | None = None) -> int:
+    """Resolve live card-not-returned alerts whose cards have all come back; how many."""
+    stmt = sa.select(Alert).where(
+        Alert.kind == "card_not_returned", Alert.status.in_(LIVE_STATUSES)
+    )
+    if residence_ids is not None:
+        stmt = stmt.where(Alert.subject_id.in_([str(i) for i in residence_ids]))
+    live = db.session.scalars(stmt).all()
     if not live:
-        return
+        return 0
     ids = [int(a.subject_id) for a in live]
     out = _cards_out(ids)
     handed = _handed_out(ids)
+    resolved = 0
     for alert in live:
         residence_id = int(alert.subject_id)
         if residence_id in handed and not out.get(residence_id):
             auto_resolve(alert, "the card was returned")
-            report.resolved["card_not_returned"] += 1
+            resolved += 1
+    return resolved
 
 
 # -- late_registration ----------------------------------------------------------

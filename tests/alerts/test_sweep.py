@@ -275,3 +275,21 @@ def test_concurrent_sweeps_raise_each_alert_once(app, client, registry):
     assert [a.count for a in alerts("card_not_returned")] == [1, 1, 1]
     # Without the lock both would raise (and the second repeat) each alert.
     assert sum(r.raised["card_not_returned"] for r in reports) == 3
+
+
+def test_the_card_returned_signal_resolves_at_once(app, client, registry):
+    """The cards domain may announce a return; the alert then closes without a sweep."""
+    from anjuka.cards.models import Card
+    from anjuka.core import signals
+
+    residence = registry["resident"]()
+    issued = registry["desk"].issue(residence)
+    depart(client, registry, residence, on=-1)
+    run_cli(app, day(10))
+    registry["desk"].take_back(issued)
+    card = db.session.scalar(sa.select(Card).where(Card.card_no == issued.card_no))
+    assert alerts("card_not_returned")[0].status == "open"
+    signals.card_returned.send(card)
+    [alert] = alerts("card_not_returned")
+    assert alert.status == "resolved"
+    assert alert.note == "resolved: cause gone: the card was returned"

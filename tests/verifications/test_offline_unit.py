@@ -1,0 +1,99 @@
+"""cardreader.offline on its own: no app, no database, a bundle signed here."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from cardreader.offline import (
+    BundleError,
+    BundleSignatureError,
+    RevocationList,
+    canonical_bytes,
+    verify,
+)
+from cardreader.record import CardRecord, sign_record
+
+UID = bytes.fromhex("04a1b2c3d4e5f6")
+NOW = dt.datetime(2026, 11, 29, 4, 0, tzinfo=dt.UTC)
+SERVER = Ed25519PrivateKey.generate()
+
+
+def public(key: Ed25519PrivateKey) -> str:
+    return base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+
+def bundle(revoked: list[str], *, signer: Ed25519PrivateKey = SERVER, **extra: object) -> dict:
+    body = {
+        "format": 1,
+        "issued_at": "2026-11-29T00:00:00Z",
+        "expires_at": "2026-11-30T00:00:00Z",
+        "since": None,
+        "cursor": "c1",
+        "keys": [{"id": 3, "algorithm": "Ed25519", "public_key": public(SERVER)}],
+        "revoked": revoked,
+        "signed_by": 3,
+        **extra,
+    }
+    body["signature"] = base64.b64encode(signer.sign(canonical_bytes(body))).decode()
+    return body
+
+
+def record(card_no: str = "AJ00000012Q", until: dt.date = dt.date(2027, 1, 1), key_id: int = 3):
+    return sign_record(
+        CardRecord(card_no, 42, "330203", dt.date(2026, 1, 1), until, key_id), UID, SERVER
+    )
+
+
+def test_the_answers():
+    fresh = bundle(["AJ00000021O"])
+    assert verify(record(), UID, fresh, NOW).result == "valid"
+    assert verify(record("AJ00000021O"), UID, fresh, NOW).result == "revoked"
+    assert verify(record(until=dt.date(2026, 11, 28)), UID, fresh, NOW).result == "expired"
+    # The last day of validity is still valid in Shanghai even when UTC is a day behind.
+    late_evening = dt.datetime(2026, 11, 28, 17, 0, tzinfo=dt.UTC)  # 01:00 on the 29th there
+    assert verify(record(until=dt.date(2026, 11, 29)), UID, fresh, late_evening).result == "valid"
+    assert verify(record(until=dt.date(2026, 11, 28)), UID, fresh, late_evening).result == "expired"
+    assert verify(record(key_id=9), UID, fresh, NOW).reason == "unknown_key"
+    assert verify(b"\x00" * 113, UID, fresh, NOW).reason == "not_a_record"
+    assert verify(None, UID, fresh, NOW).result == "unknown"
+    assert verify(record(), bytes.fromhex("04a1b2c3"), fresh, NOW).result == "forged"
+
+
+def test_the_bundle_must_be_whole_and_signed():
+    with pytest.raises(BundleSignatureError):
+        verify(record(), UID, bundle([], signer=Ed25519PrivateKey.generate()), NOW)
+    trusted = {3: Ed25519PrivateKey.generate().public_key()}
+    with pytest.raises(BundleSignatureError):
+        verify(record(), UID, bundle([]), NOW, trusted_keys=trusted)
+    broken = bundle([])
+    del broken["expires_at"]
+    with pytest.raises(BundleError, match="expires_at"):
+        verify(record(), UID, broken, NOW)
+    with pytest.raises(ValueError, match="time zone"):
+        verify(record(), UID, bundle([]), NOW.replace(tzinfo=None))
+
+
+def test_a_key_rotation_arrives_signed_by_the_old_key():
+    new_key = Ed25519PrivateKey.generate()
+    state = RevocationList.from_bundles([bundle([])], {3: SERVER.public_key()})
+    delta = bundle(
+        [],
+        since="c1",
+        cursor="c2",
+        keys=[
+            {"id": 3, "algorithm": "Ed25519", "public_key": public(SERVER)},
+            {"id": 4, "algorithm": "Ed25519", "public_key": public(new_key)},
+        ],
+    )
+    state.apply(delta)
+    rotated = sign_record(
+        CardRecord("AJ00000030M", 7, "330203", dt.date(2026, 6, 1), dt.date(2027, 6, 1), 4),
+        UID,
+        new_key,
+    )
+    assert verify(rotated, UID, state, NOW).result == "valid"

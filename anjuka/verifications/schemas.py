@@ -31,7 +31,14 @@ class VerificationSchema(ma.Schema):
         },
     )
     challenge_id = fields.String(validate=validate.Regexp(r"^[0-9a-f]{32}$"))
-    response = Hex(8, metadata={"description": "the CPU card's INTERNAL AUTHENTICATE answer"})
+    response = Hex(
+        8,
+        validate=[
+            validate.Length(16, 16),
+            validate.Regexp(r"^[0-9a-fA-F]{16}$", error="Not 8 hex bytes."),
+        ],
+        metadata={"description": "the CPU card's INTERNAL AUTHENTICATE answer (8 bytes, hex)"},
+    )
     document_type = fields.String(
         load_default="resident_id", validate=validate.OneOf(DOCUMENT_TYPES)
     )

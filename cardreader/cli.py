@@ -68,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the daemon until SIGTERM/SIGINT."""
+    """Run the daemon until SIGTERM/SIGINT (``fetch``, ``verify``, ``upload``: patrol commands)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] and argv[0] in ("fetch", "verify", "upload"):
+        from cardreader.patrol import main as patrol_main  # the patrol laptop (offline checks)
+
+        return patrol_main(argv)
     args = build_parser().parse_args(argv)
     if not args.token:
         print("anjuka-cardreader: --token or ANJUKA_READER_TOKEN is required", file=sys.stderr)

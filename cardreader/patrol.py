@@ -4,6 +4,8 @@
     anjuka-patrol verify [--dwelling-id N] [--headcount N]
     anjuka-patrol upload --server URL       # queued inspections, once online
 
+(``anjuka-cardreader fetch|verify|upload`` runs the same commands.)
+
 State lives in one folder (``--store``, default ``~/.local/state/anjuka-patrol``):
 
 ``trust.json``
@@ -296,15 +298,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--store", type=Path, default=None, help="state folder")
     commands = parser.add_subparsers(dest="command", required=True)
+    # --store also after the command (``anjuka-cardreader verify --store DIR``).
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--store", type=Path, default=argparse.SUPPRESS, help="state folder")
     for name, text in (("fetch", "update the offline bundle"), ("upload", "send inspections")):
-        sub = commands.add_parser(name, help=text)
+        sub = commands.add_parser(name, help=text, parents=[store])
         sub.add_argument("--server", required=True, help="server base URL")
         sub.add_argument(
             "--token",
             default=os.environ.get("ANJUKA_PATROL_TOKEN"),
             help="the officer's token (or ANJUKA_PATROL_TOKEN)",
         )
-    check = commands.add_parser("verify", help="read a card and check it offline")
+    check = commands.add_parser("verify", help="read a card and check it offline", parents=[store])
     check.add_argument("--reader", help="PC/SC reader name or prefix (default: first)")
     check.add_argument("--card-timeout", type=float, default=30.0, help="seconds to wait")
     check.add_argument("--dwelling-id", type=int, help="the dwelling you are at")

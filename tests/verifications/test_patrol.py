@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,6 +19,7 @@ from anjuka.core.time import utcnow
 from anjuka.extensions import db
 from anjuka.verifications.models import Inspection
 from cardreader import patrol
+from cardreader.cli import main as cardreader_main
 from cardreader.offline import BundleExpiredError, BundleSignatureError, parse_time
 from cardreader.protocol.card import write_record
 from cardreader.sim.cpu import SimCpuCard
@@ -184,8 +187,19 @@ def test_the_command_line_over_http(beat, server, tmp_path: Path, capsys):  # ty
     assert "1 uploaded, 0 refused, 0 still queued" in capsys.readouterr().out
     assert patrol.main([*args, "upload", "--server", server]) == 2
 
-    stale = patrol.PatrolStore(tmp_path / "empty")
-    assert patrol.main(["--store", str(stale.path), "verify"]) == 1
+    # The desk daemon's command hands the patrol commands over.
+    empty = tmp_path / "empty"
+    assert cardreader_main(["verify", "--store", str(empty)]) == 1
     assert "no offline bundle yet" in capsys.readouterr().err
+    script = Path(sys.executable).parent / "anjuka-cardreader"
+    done = subprocess.run(
+        [str(script), "verify", "--store", str(empty)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "run 'anjuka-patrol fetch' while online" in done.stderr
     expires = parse_time(store.bundles()[-1]["expires_at"])
     assert expires > utcnow()

@@ -37,6 +37,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=BACKENDS,
         help="run database tests on this backend only (repeatable; default: both)",
     )
+    parser.addoption(
+        "--hardware-reader", metavar="NAME",
+        help="also run the tests that need a real PC/SC reader with a card on it",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    reader = config.getoption("--hardware-reader", default=None)
+    if reader:
+        os.environ["ANJUKA_HARDWARE_READER"] = reader
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

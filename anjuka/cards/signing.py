@@ -37,7 +37,14 @@ def derive_card_key(master: bytes, uid: bytes, card_type: str, purpose: str, len
 def card_keys(uid: bytes, card_type: str, master_key_id: str) -> dict[str, str]:
     """The ``keys`` object of a job (docs/job-protocol.md "Keys sent with a job")."""
     _, masters = keyring().card_master
-    master = masters[master_key_id]
+    master = masters.get(master_key_id)
+    if master is None:
+        # The key file lost a master that cards in the field were written with.
+        raise AppError(
+            f"Card master key {master_key_id!r} is not in the key file any more.",
+            code="card_key_unavailable",
+            status=503,
+        )
     keys = {
         name: derive_card_key(master, uid, card_type, name, length).hex()
         for name, length in DERIVED_KEYS[card_type]

@@ -68,6 +68,22 @@ def _lock_head(chain: str) -> AuditChainHead:
     ).scalar_one()
 
 
+def area_chain(area_code: str) -> str:
+    """The chain of an area's registry events."""
+    return f"area:{area_code}"
+
+
+def lock_chains(*chains: str) -> None:
+    """Lock several chains' heads, always in the same (sorted) order, before appending.
+
+    A transaction that appends to two chains (a move between areas) would
+    otherwise take the locks in its own order and deadlock against a move
+    the other way.
+    """
+    for chain in sorted(set(chains)):
+        _lock_head(chain)
+
+
 def _actor() -> tuple[str, int | None, str | None]:
     identity = g.get("identity")
     if identity is not None:
@@ -89,7 +105,7 @@ def record(
 
     ``details`` must never carry a document number in clear.
     """
-    chain = chain or (f"area:{area_code}" if area_code else "system")
+    chain = chain or (area_chain(area_code) if area_code else "system")
     actor_type, actor_id, actor_name = actor or _actor()
     head = _lock_head(chain)
     event = AuditEvent(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from anjuka.areas.operations import effective_policy
 from anjuka.audit import operations as audit
@@ -162,6 +163,9 @@ def register_arrival(
             limits=capacity.as_dict(),
         )
     if previous is not None:
+        audit.lock_chains(
+            audit.area_chain(previous.dwelling.area.code), audit.area_chain(dwelling.area.code)
+        )
         _end(previous, identity, departed_on=arrived_on, card_returned=None, reason="move")
     deadline = add_working_days(arrived_on, policy.registration_deadline_days)
     residence = Residence(
@@ -176,8 +180,17 @@ def register_arrival(
         family_of_id=family_of_residence_id,
         override_reason=override_reason if full else None,
     )
-    db.session.add(residence)
-    db.session.flush()
+    try:
+        # Another desk may register this person elsewhere at the same moment;
+        # the partial unique index decides, and the loser hears why.
+        with db.session.begin_nested():
+            db.session.add(residence)
+    except IntegrityError:
+        if current_residence(person) is None:
+            raise
+        raise Conflict(
+            "This person was just registered at another dwelling.", code="already_registered"
+        ) from None
     audit.record(
         "residence.arrive",
         subject_type="residence",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import marshmallow as ma
 from flask_smorest import Api as _SmorestApi
 from werkzeug.exceptions import HTTPException
@@ -18,10 +20,25 @@ class ErrorSchema(ma.Schema):
     errors = ma.fields.Dict(metadata={"description": "per-field messages (422)"})
 
 
+def _json_number_bounds(self, field, ret, **kwargs) -> dict:  # type: ignore[no-untyped-def]
+    """Bounds written as numbers: apispec copies a Decimal ``Range`` as is, and JSON
+    renders a Decimal as a string, which makes the OpenAPI document invalid."""
+    return {
+        key: int(value) if value == value.to_integral_value() else float(value)
+        for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+        if isinstance(value := ret.get(key), Decimal)
+    }
+
+
 class Api(_SmorestApi):
     """flask-smorest's Api answering errors as ``{"status", "error", "message", "errors"}``."""
 
     ERROR_SCHEMA = ErrorSchema
+
+    def init_app(self, app, *, spec_kwargs=None):  # type: ignore[no-untyped-def]
+        """Bind to ``app`` and teach the OpenAPI converter to write numeric bounds as numbers."""
+        super().init_app(app, spec_kwargs=spec_kwargs)
+        self.ma_plugin.converter.add_attribute_function(_json_number_bounds)
 
     def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
         """Render a Werkzeug/webargs HTTP error in the contract's shape."""

@@ -108,9 +108,10 @@ def list_dwellings(query: dict, pagination_parameters):
     if "area_code" in query:
         area = db.session.scalar(sa.select(Area).where(Area.code == query["area_code"]))
         if area is None:
-            return []
-        in_subtree = sa.select(Area.id).where(Area.path.startswith(area.path, autoescape=True))
-        stmt = stmt.where(Dwelling.area_id.in_(in_subtree))
+            stmt = stmt.where(sa.false())  # an empty page, still with its X-Pagination
+        else:
+            in_subtree = sa.select(Area.id).where(Area.path.startswith(area.path, autoescape=True))
+            stmt = stmt.where(Dwelling.area_id.in_(in_subtree))
     if "estate_id" in query:
         stmt = stmt.where(Dwelling.estate_id == query["estate_id"])
     if "address" in query:

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from flask_smorest import Blueprint
 
 from anjuka.areas.models import Area
-from anjuka.areas.operations import effective_policy
+from anjuka.areas.operations import effective_policies
 from anjuka.auth.scope import (
     area_in_scope,
     dwelling_filter,
@@ -39,16 +39,19 @@ WRITERS = ("supervisor", "manager")
 def dwelling_views(dwellings: list[Dwelling]) -> list[dict]:
     """Dwellings with capacity and occupants, computed in one query per page."""
     found = operations.occupancies([d.id for d in dwellings])
-    cache: dict = {}
+    # One query for the page's areas and one for their ancestors, not two per dwelling.
+    area_ids = {d.area_id for d in dwellings}
+    areas = {a.id: a for a in db.session.scalars(sa.select(Area).where(Area.id.in_(area_ids)))}
+    policies = effective_policies(areas.values())
     views = []
     for d in dwellings:
-        policy = effective_policy(d.area, cache=cache)
+        policy = policies[d.area_id]
         capacity = operations.compute_capacity(d, policy)
         occupancy = found[d.id]
         views.append(
             {
                 "id": d.id,
-                "area_code": d.area.code,
+                "area_code": areas[d.area_id].code,
                 "estate_id": d.estate_id,
                 "address": d.address,
                 "address_code": d.address_code,

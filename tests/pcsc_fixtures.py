@@ -4,13 +4,15 @@ pcscd with the two vpcd readers, and ``anjuka-cardsim`` subprocesses as the
 cards in them. A test that cannot reach pcscd fails: it never skips.
 Conftests import the fixtures from here (``pcscd``, ``cardsim``).
 
-The vpcd readers are one per machine: a test session holds a machine-wide
-lock while it uses them, so two sessions (two engineers, two CI jobs on one
-host) take turns instead of inserting cards into each other's readers.
+The vpcd readers are one per machine: a test holds a machine-wide lock while
+it has simulated cards in them (the ``cardsim`` fixture takes it), so two
+test sessions on one host take turns instead of inserting cards into each
+other's readers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -29,25 +31,36 @@ READERS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01"}
 LOCK_PATH = Path(tempfile.gettempdir()) / "anjuka-vpcd.lock"
 #: Wait this long for another session to finish with the readers.
 LOCK_WAIT = 280.0
-_lock_file: list = []  # the open lock file of this process, once taken
+_held: list = []  # [open lock file, depth] while this process holds the lock
 
 
-def _hold_machine_lock() -> None:
-    """Take the machine-wide vpcd lock for the rest of this process (once)."""
-    if _lock_file:
-        return
-    handle = LOCK_PATH.open("a")
-    deadline = time.monotonic() + LOCK_WAIT
-    while True:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                handle.close()
-                pytest.fail(f"another test session kept the vpcd readers ({LOCK_PATH})")
-            time.sleep(0.5)
-    _lock_file.append(handle)  # released when the process ends
+@contextlib.contextmanager
+def machine_lock() -> Iterator[None]:
+    """Hold the machine-wide vpcd lock (re-entrant within this process)."""
+    if _held:
+        _held[1] += 1
+    else:
+        handle = LOCK_PATH.open("a")
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    handle.close()
+                    pytest.fail(f"another test session kept the vpcd readers ({LOCK_PATH})")
+                time.sleep(0.2)
+        _held[:] = [handle, 1]
+    try:
+        yield
+    finally:
+        _held[1] -= 1
+        if _held[1] == 0:
+            handle = _held.pop(0)
+            _held.clear()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
 
 def _pcsc_readers() -> list[str] | None:
@@ -60,10 +73,7 @@ def _pcsc_readers() -> list[str] | None:
         return None
 
 
-@pytest.fixture(scope="session")
-def pcscd() -> Iterator[list[str]]:
-    """A running pcscd with both vpcd readers; started here only if none runs."""
-    _hold_machine_lock()
+def _start_pcscd() -> tuple[subprocess.Popen[bytes] | None, list[str]]:
     started: subprocess.Popen[bytes] | None = None
     if _pcsc_readers() is None:
         binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
@@ -81,13 +91,22 @@ def pcscd() -> Iterator[list[str]]:
         if started:
             started.terminate()
         pytest.fail(f"pcscd with the vpcd readers is not reachable (readers: {readers})")
+    return started, readers
+
+
+@pytest.fixture(scope="session")
+def pcscd() -> Iterator[list[str]]:
+    """A running pcscd with both vpcd readers; started here only if none runs."""
+    with machine_lock():  # one session starts it, the others find it running
+        started, readers = _start_pcscd()
     yield readers
     if started is not None:
-        started.terminate()
-        try:
-            started.wait(5)
-        except subprocess.TimeoutExpired:
-            started.kill()
+        with machine_lock():  # not while another session has cards in the readers
+            started.terminate()
+            try:
+                started.wait(5)
+            except subprocess.TimeoutExpired:
+                started.kill()
 
 
 @dataclass
@@ -178,8 +197,9 @@ def cardsim(pcscd: list[str], tmp_path: Path) -> Iterator[Callable[..., SimProce
             wait_reader(sim.reader_name, present=True)
         return sim
 
-    yield start
-    for sim in running:
-        sim.terminate()
-    for port in {sim.port for sim in running}:
-        wait_reader(READERS[port], present=False)
+    with machine_lock():  # the readers are this test's until its cards are gone
+        yield start
+        for sim in running:
+            sim.terminate()
+        for port in {sim.port for sim in running}:
+            wait_reader(READERS[port], present=False)

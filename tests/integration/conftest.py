@@ -114,8 +114,15 @@ class DaemonProcess:
 
 
 @pytest.fixture
-def daemon(stack: Stack, tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
-    """Factory: start the desk daemon for a reader on a vpcd reader; all stop at the end."""
+def daemon(
+    stack: Stack, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., DaemonProcess]]:
+    """Factory: start the desk daemon for a reader on a vpcd reader; all stop at the end.
+
+    It asks for ``cardsim`` so that the daemons stop before the test lets go of
+    the vpcd readers (the fixture's machine lock).
+    """
+    request.getfixturevalue("cardsim")
     running: list[DaemonProcess] = []
 
     def start(

@@ -28,6 +28,7 @@ from anjuka.audit import operations as audit
 from anjuka.cards.models import FINISHED_STATUSES, HELD_STATUSES, Card, CardJob
 from anjuka.cards.operations import lock_card
 from anjuka.cards.signing import card_keys, sign_card_record
+from anjuka.core import signals
 from anjuka.core.errors import Conflict
 from anjuka.core.keys import keyring
 from anjuka.core.time import local_today, utcnow
@@ -318,6 +319,7 @@ def _complete_erase(job: CardJob) -> None:
         area_code=_area_code(card),
         details={"job_id": job.id, "uid": job.uid, "previous_status": previous},
     )
+    signals.card_returned.send(card)
 
 
 def _keep_waiting(job: CardJob, error: str) -> None:

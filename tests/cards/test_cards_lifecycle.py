@@ -7,6 +7,7 @@ from card_helpers import new_uid
 
 from anjuka.audit.models import AuditEvent
 from anjuka.audit.operations import verify
+from anjuka.core import signals
 from anjuka.core.time import local_today
 from anjuka.extensions import db
 
@@ -94,8 +95,11 @@ def test_return_erases_the_chip_then_the_card_is_returned(desk):
     assert desk.card(card["card_no"])["status"] == "active"
     assert desk.daemon.next_job()["id"] == job["id"]  # still with this daemon
 
-    done = desk.daemon.report(job["id"], outcome="done", uid=card["uid"])
+    returned_cards = []
+    with signals.card_returned.connected_to(lambda c, **_: returned_cards.append(c.card_no)):
+        done = desk.daemon.report(job["id"], outcome="done", uid=card["uid"])
     assert (done.json["status"], done.json["card_status"]) == ("done", "returned")
+    assert returned_cards == [card["card_no"]]  # alerting hears of it in the same transaction
     final = desk.card(card["card_no"])
     assert final["status"] == "returned"
     assert final["returned_at"] is not None

@@ -13,17 +13,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 from integration_stack import BIN, PASSWORD, READERS, Stack
 
 # The PC/SC harness: importing the fixtures here is what makes pytest find them.
 from pcsc_fixtures import cardsim, pcscd, wait_reader  # noqa: F401
+from throwaway_db import throwaway_database
 
 PG_ADMIN_URL = os.environ.get("ANJUKA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -36,17 +35,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _database(backend: str, workdir: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{workdir / 'anjuka.sqlite3'}"
-        return
-    name = f"anjuka_it_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(backend, workdir, "anjuka_it") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -153,9 +153,9 @@ class Card(db.Model):
     record: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     revocation_reason: Mapped[str | None] = mapped_column(sa.String(16))
-    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     #: Last day the record is valid (its ``valid_until``).
     expires_on: Mapped[date | None]
 

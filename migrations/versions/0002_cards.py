@@ -80,6 +80,9 @@ def upgrade():
     with op.batch_alter_table('cards', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_cards_person_id'), ['person_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_cards_residence_id'), ['residence_id'], unique=False)
+        # The offline bundle's deltas: cards withdrawn since a cursor.
+        batch_op.create_index(batch_op.f('ix_cards_revoked_at'), ['revoked_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_cards_returned_at'), ['returned_at'], unique=False)
         batch_op.create_index('uq_cards_active_person', ['person_id'], unique=True, sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'"))
         batch_op.create_index('uq_cards_active_uid', ['uid'], unique=True, sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'"))
         batch_op.create_index('uq_cards_pending_person', ['person_id'], unique=True, sqlite_where=sa.text("status = 'pending'"), postgresql_where=sa.text("status = 'pending'"))
@@ -132,6 +135,8 @@ def downgrade():
         batch_op.drop_index('uq_cards_pending_person', sqlite_where=sa.text("status = 'pending'"), postgresql_where=sa.text("status = 'pending'"))
         batch_op.drop_index('uq_cards_active_uid', sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'"))
         batch_op.drop_index('uq_cards_active_person', sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'"))
+        batch_op.drop_index(batch_op.f('ix_cards_returned_at'))
+        batch_op.drop_index(batch_op.f('ix_cards_revoked_at'))
         batch_op.drop_index(batch_op.f('ix_cards_residence_id'))
         batch_op.drop_index(batch_op.f('ix_cards_person_id'))
 

@@ -64,6 +64,8 @@ class Daemon:
         # job id -> UID of a wrong card already reported for it, so the same wrong
         # card lying in the reader is not reported again and again.
         self._wrong_cards: dict[int, str] = {}
+        #: Per issue job, the UID the server refused (it already carries an active card).
+        self._refused_uids: dict[int, str] = {}
         self._reader_missing = False
 
     # -- plumbing -------------------------------------------------------------
@@ -225,6 +227,7 @@ class Daemon:
     def _issue(self, job: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
         job_id = job["id"]
         torn_uid: str | None = None
+        refused_since: float | None = None
         while True:
             try:
                 presented = self._wait_for_card(self.config.card_timeout)
@@ -233,6 +236,22 @@ class Daemon:
             if presented is None:
                 return self._no_card(self.config.card_timeout, torn_uid)
             uid = presented.uid.hex()
+            if self._refused_uids.get(job_id) == uid:
+                # Sending it again would only spend another attempt: wait for
+                # the clerk to take it away and present a blank card.
+                presented.connection.close()
+                if refused_since is None:
+                    refused_since = time.monotonic()
+                if time.monotonic() - refused_since > self.config.card_timeout:
+                    self._refused_uids.pop(job_id, None)
+                    return {
+                        "outcome": "failed",
+                        "uid": uid,
+                        "error": "this card already carries an active Anju e-Card;"
+                        " present a blank card",
+                    }
+                self._sleep(self.config.reader_poll)
+                continue
             try:
                 log.info("job %s: card %s (%s) presented", job_id, uid, presented.card_type)
                 bound = self._call(
@@ -246,6 +265,7 @@ class Daemon:
                     presented.connection, bound["keys"], record, presented.card_type
                 )
                 log.info("job %s: record written and read back", job_id)
+                self._refused_uids.pop(job_id, None)
                 return {"outcome": "done", "uid": uid, "record": read_back.hex()}
             except CardRemovedError:
                 log.warning("job %s: card %s left during the write", job_id, uid)
@@ -255,6 +275,8 @@ class Daemon:
                 if isinstance(exc, Unauthorized):
                     raise
                 log.warning("job %s: server refused the UID (%s)", job_id, exc)
+                if exc.code == "uid_in_use":
+                    self._refused_uids[job_id] = uid
                 return None
             except (RecordFormatError, ValueError, KeyError) as exc:
                 return {"outcome": "failed", "uid": uid, "error": f"bad answer from server: {exc}"}

@@ -69,6 +69,10 @@ class FakeJobServer:
         #: (method, path fragment) -> number of 503 answers still to give
         self.fail: dict[tuple[str, str], int] = {}
         self.httpd: ThreadingHTTPServer | None = None
+        #: UIDs that already carry an active card: binding one is refused.
+        self.uids_in_use: set[str] = set()
+        #: Every UID sent for binding, in order.
+        self.bound_uids: list[str] = []
         self.port = 0
 
     # -- control from tests ---------------------------------------------------
@@ -190,6 +194,11 @@ class FakeJobServer:
     def bind_uid(self, request: BaseHTTPRequestHandler, job: Job, body: dict[str, Any]) -> None:
         if job.status != "held" or job.kind != "issue":
             return self.reply(request, 409, {"status": 409, "error": "job_not_held"})
+        self.bound_uids.append(body["uid"])
+        if body["uid"] in self.uids_in_use:
+            # As the server does: the attempt is spent and the job goes back.
+            job.status = "queued"
+            return self.reply(request, 409, {"status": 409, "error": "uid_in_use"})
         job.uid, job.card_type = body["uid"], body["card_type"]
         record = self.record_for(job, job.uid)
         return self.reply(

@@ -93,6 +93,47 @@ def test_erase_refuses_the_wrong_card_then_erases_the_right_one(server, make_dae
     assert card_record(reader) is None
 
 
+def test_a_card_already_in_use_is_not_sent_again_until_another_is_presented(
+    server, make_daemon
+):
+    in_use, blank = new_sim("cpu"), new_sim("cpu")
+    server.uids_in_use.add(in_use.uid.hex())
+    reader = MemoryReader(card=in_use)
+    job = server.add_job("issue")
+    daemon = make_daemon(reader)
+    daemon.step()
+    assert server.bound_uids == [in_use.uid.hex()]
+    assert server.outcomes(job) == []
+    # The refused card still lies there for a while: the daemon waits for the
+    # clerk to swap it rather than spend another attempt on it.
+    waits: list[int] = []
+
+    def swap_on_the_third_look(r: MemoryReader) -> None:
+        waits.append(1)
+        if len(waits) == 3:
+            r.insert(blank)
+
+    reader.on_wait = swap_on_the_third_look
+    daemon.step()
+    assert len(waits) >= 3
+    assert server.bound_uids == [in_use.uid.hex(), blank.uid.hex()]
+    assert server.outcomes(job) == ["done"]
+    assert job.uid == blank.uid.hex()
+
+
+def test_a_card_in_use_left_in_the_reader_fails_the_job_with_a_reason(server, make_daemon):
+    in_use = new_sim("mifare1k")
+    server.uids_in_use.add(in_use.uid.hex())
+    reader = MemoryReader(card=in_use)
+    job = server.add_job("issue")
+    daemon = make_daemon(reader, card_timeout=0.2)
+    daemon.step()
+    daemon.step()
+    assert server.bound_uids == [in_use.uid.hex()]
+    assert server.outcomes(job) == ["failed"]
+    assert "already carries an active" in job.results[0]["error"]
+
+
 def test_no_card_fails_with_a_readable_reason(server, make_daemon):
     reader = MemoryReader()
     job = server.add_job("issue")

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from flask import request
+import secrets
+
+from flask import current_app, request, session
 from flask_smorest import Blueprint
 
 from anjuka.auth import operations
 from anjuka.auth.schemas import (
     MeSchema,
+    SessionSchema,
     TokenRequestSchema,
     TokenSchema,
     UserCreateSchema,
     UserSchema,
 )
 from anjuka.core.errors import AppError
-from anjuka.core.security import public, require_identity, requires
+from anjuka.core.security import current_token, public, require_identity, requires
 from anjuka.extensions import db
 
 blp = Blueprint("auth", __name__, description="Sign-in and accounts")
@@ -41,9 +44,41 @@ def create_token(body: dict):
 @requires("supervisor", "manager", "officer", "auditor")
 def revoke_current_token():
     """Revoke the token this request carries (sign out)."""
-    token = request.headers["Authorization"].partition(" ")[2].strip()
-    operations.revoke_token(token)
+    token, _ = current_token()
+    if token:
+        operations.revoke_token(token)
+    session.clear()
     db.session.commit()
+
+
+@blp.route("/auth/session", methods=["POST"])
+@blp.arguments(TokenRequestSchema)
+@blp.response(201, SessionSchema)
+@public
+def create_session(body: dict):
+    """Sign in a browser: a strict, HTTP-only session cookie instead of a bearer token.
+
+    Changes made with the session must send the returned ``csrf_token`` in
+    the ``X-CSRF-Token`` header.
+    """
+    try:
+        user = operations.authenticate(body["username"], body["password"])
+    except AppError:
+        db.session.commit()  # keep the failed-attempt count and its audit event
+        raise
+    lifetime = current_app.config["PERMANENT_SESSION_LIFETIME"]
+    token, expires_at = operations.issue_token(user, origin=request.remote_addr, lifetime=lifetime)
+    db.session.commit()
+    session.clear()
+    session.permanent = True
+    session["token"] = token
+    session["csrf"] = secrets.token_urlsafe(32)
+    return {
+        "csrf_token": session["csrf"],
+        "expires_at": expires_at,
+        "username": user.username,
+        "role": user.role,
+    }
 
 
 @blp.route("/auth/me", methods=["GET"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -149,11 +149,13 @@ def authenticate(username: str, password: str) -> User:
     return user
 
 
-def issue_token(user: User, origin: str | None = None) -> tuple[str, datetime]:
+def issue_token(
+    user: User, origin: str | None = None, lifetime: timedelta | None = None
+) -> tuple[str, datetime]:
     """A new bearer token for ``user``; only its hash is kept."""
     config = current_app.extensions["anjuka_config"]
     token = USER_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    expires_at = utcnow() + config.token_lifetime
+    expires_at = utcnow() + (lifetime or config.token_lifetime)
     db.session.add(
         ApiToken(
             user_id=user.id, token_hash=hash_token(token), expires_at=expires_at, origin=origin

@@ -16,6 +16,13 @@ class TokenSchema(ma.Schema):
     expires_at = fields.DateTime(required=True)
 
 
+class SessionSchema(ma.Schema):
+    csrf_token = fields.String(required=True)
+    expires_at = fields.DateTime(required=True)
+    username = fields.String(required=True)
+    role = fields.String(required=True)
+
+
 class UserCreateSchema(ma.Schema):
     username = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{2,80}$"))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))

@@ -8,12 +8,13 @@ The gate runs before every request; a view that declares nothing is refused.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, request, session
 from werkzeug.routing import IntegerConverter
 
 from anjuka.core.errors import AppError, Forbidden, Unauthorized
@@ -86,16 +87,52 @@ def require_identity() -> Identity:
     return identity
 
 
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def current_token() -> tuple[str | None, bool]:
+    """The token this request carries, and whether it came from the session cookie.
+
+    A bearer header wins; without one, a browser session (``POST
+    /api/v1/auth/session``) carries a user token in its signed cookie.
+    """
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None, False
+        return token.strip(), False
+    token = session.get("token")
+    return (token, True) if isinstance(token, str) else (None, False)
+
+
 def _resolve_identity() -> Identity | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token, from_session = current_token()
+    if token is None:
         return None
-    token = token.strip()
     for prefix, resolver in _token_resolvers.items():
         if token.startswith(prefix):
-            return resolver(token)
+            identity = resolver(token)
+            if identity is not None and from_session:
+                if identity.kind != "user":
+                    return None
+                identity.extra["via_session"] = True
+            return identity
     return None
+
+
+def _check_csrf(identity: Identity) -> None:
+    """A session-authenticated change must echo the session's CSRF token."""
+    if not identity.extra.get("via_session") or request.method in SAFE_METHODS:
+        return
+    expected = session.get("csrf")
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not isinstance(expected, str) or not hmac.compare_digest(sent, expected):
+        raise Forbidden(
+            f"A change made with a browser session needs the {CSRF_HEADER} header.",
+            code="csrf_failed",
+        )
 
 
 def _check_body_type() -> None:
@@ -128,12 +165,13 @@ def gate() -> None:
     if access is None:
         raise Forbidden("This endpoint is not open to anyone.")
     if access[0] == "public":
-        g.identity = _resolve_identity() if request.headers.get("Authorization") else None
+        g.identity = _resolve_identity()
     else:
         identity = _resolve_identity()
         if identity is None:
             raise Unauthorized("A valid bearer token is required.", code="unauthorized")
         g.identity = identity
+        _check_csrf(identity)
         if access[0] == "reader":
             if identity.kind != "reader":
                 raise Forbidden("Only a desk reader may call this endpoint.")

@@ -82,6 +82,7 @@ EXPECTED_ACCESS: dict[str, frozenset[str] | str] = {
     "api-docs.openapi_json": PUBLIC,
     "static": PUBLIC,
     "auth.create_token": PUBLIC,
+    "auth.create_session": PUBLIC,
     "auth.revoke_current_token": EVERYONE,
     "auth.whoami": EVERYONE,
     "auth.create_user": ADMIN,
@@ -116,6 +117,10 @@ def _fresh_residence(w) -> int:
 IN_SCOPE: dict[str, Callable[..., Request]] = {
     "auth.create_token": lambda w, role: (
         "/auth/tokens",
+        {"username": w.users[role]["username"], "password": w.users[role]["password"]},
+    ),
+    "auth.create_session": lambda w, role: (
+        "/auth/session",
         {"username": w.users[role]["username"], "password": w.users[role]["password"]},
     ),
     "auth.revoke_current_token": lambda w, role: ("/auth/tokens/current", None),

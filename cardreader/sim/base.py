@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,7 @@ def parse_command(apdu: bytes) -> Command | None:
     return None
 
 
-class SimCardBase:
+class SimCardBase(ABC):
     """Common state of a simulated card: UID, ATR, change notification."""
 
     card_type = ""
@@ -77,17 +78,17 @@ class SimCardBase:
         if self.on_change is not None:
             self.on_change()
 
+    @abstractmethod
     def to_state(self) -> dict[str, Any]:
         """Non-volatile state as JSON-friendly data."""
-        raise NotImplementedError
 
+    @abstractmethod
     def power_on(self) -> None:
         """Reset the volatile state."""
-        raise NotImplementedError
 
+    @abstractmethod
     def process_apdu(self, apdu: bytes) -> bytes:
         """Answer one command APDU."""
-        raise NotImplementedError
 
     def get_uid(self, command: Command) -> bytes:
         """PC/SC Part 3 GET DATA (FF CA): the reader answers it, so the simulator does too."""

@@ -63,19 +63,43 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option(
+    "--anchor",
+    "anchor_file",
+    type=click.File("r"),
+    help="also check the chain heads recorded by an earlier `anjuka audit anchor`",
+)
 @with_appcontext
-def audit_verify() -> None:
+def audit_verify(anchor_file) -> None:  # type: ignore[no-untyped-def]
     """Walk every hash chain; exit 1 naming the first event that fails."""
-    from anjuka.audit.operations import verify
+    import json
+
+    from anjuka.audit.operations import check_anchor, verify
 
     result = verify()
-    if result.ok:
-        click.echo(f"audit trail intact: {result.events} events in {result.chains} chains")
-        return
-    click.echo(
-        f"audit trail BROKEN at event {result.first_bad_event_id}: {result.reason}", err=True
-    )
-    sys.exit(1)
+    if not result.ok:
+        click.echo(
+            f"audit trail BROKEN at event {result.first_bad_event_id}: {result.reason}", err=True
+        )
+        sys.exit(1)
+    if anchor_file is not None:
+        problems = check_anchor(json.load(anchor_file))
+        if problems:
+            for problem in problems:
+                click.echo(f"audit trail REWRITTEN: {problem}", err=True)
+            sys.exit(1)
+    click.echo(f"audit trail intact: {result.events} events in {result.chains} chains")
+
+
+@audit.command("anchor")
+@with_appcontext
+def audit_anchor() -> None:
+    """Print every chain's head as JSON: keep it off this database (e.g. daily)."""
+    import json
+
+    from anjuka.audit.operations import take_anchor
+
+    click.echo(json.dumps(take_anchor(), indent=2, sort_keys=True))
 
 
 @click.group()

@@ -190,3 +190,36 @@ def verify(batch_size: int = 5000) -> VerifyResult:
         event_id, reason = min(problems)
         return VerifyResult(False, total, len(chains), event_id, reason)
     return VerifyResult(True, total, len(chains))
+
+
+def take_anchor() -> dict:
+    """The head of every chain, to keep off this database (a daily export).
+
+    The chains prove edits and deletions inside the table; an anchor kept
+    elsewhere also proves that nobody rebuilt a chain from scratch.
+    """
+    heads = db.session.scalars(sa.select(AuditChainHead).order_by(AuditChainHead.chain))
+    return {
+        "format": 1,
+        "taken_at": utcnow().isoformat(timespec="seconds"),
+        "chains": {h.chain: {"seq": h.seq, "hash": h.hash} for h in heads},
+    }
+
+
+def check_anchor(anchor: dict) -> list[str]:
+    """Chains that no longer hold the anchored event at the anchored place."""
+    problems = []
+    for chain, head in sorted(anchor.get("chains", {}).items()):
+        if head["seq"] == 0:
+            continue
+        found = db.session.scalar(
+            sa.select(AuditEvent.hash).where(
+                AuditEvent.chain == chain, AuditEvent.seq == head["seq"]
+            )
+        )
+        if found != head["hash"]:
+            problems.append(
+                f"chain {chain}: event {head['seq']} differs from the anchor taken"
+                f" {anchor.get('taken_at')}"
+            )
+    return problems

@@ -285,3 +285,39 @@ def test_the_verify_command_names_the_first_broken_event(populated):
     assert truncated.returncode == 1
     assert "area:Y" in truncated.stderr
     assert f"event {ids['area:Y'][-2]}:" in truncated.stderr
+
+
+def test_an_anchor_kept_elsewhere_finds_a_rebuilt_chain(app, create_user, create_area,
+                                                        create_dwelling, tmp_path):
+    import json
+
+    from anjuka.audit import operations as audit
+    from anjuka.cli import audit as audit_command
+
+    create_area("A")
+    create_dwelling("A")
+    create_dwelling("A")
+    runner = app.test_cli_runner()
+    taken = runner.invoke(audit_command, ["anchor"])
+    assert taken.exit_code == 0, taken.output
+    anchor = tmp_path / "anchor.json"
+    anchor.write_text(taken.output)
+    assert json.loads(taken.output)["chains"]["area:A"]["seq"] == 3
+
+    clean = runner.invoke(audit_command, ["verify", "--anchor", str(anchor)])
+    assert clean.exit_code == 0, clean.output
+    create_dwelling("A")  # the trail grows after the anchor: still fine
+    assert runner.invoke(audit_command, ["verify", "--anchor", str(anchor)]).exit_code == 0
+
+    # Someone with the database rebuilds area A's chain with one event less:
+    # every link is consistent again, so only the anchor can tell.
+    _sql(AuditEvent.__table__.delete().where(AuditEvent.chain == "area:A"))
+    _sql(AuditChainHead.__table__.delete().where(AuditChainHead.chain == "area:A"))
+    db.session.expire_all()
+    for _ in range(3):
+        audit.record("dwelling.create", subject_type="dwelling", subject_id=1, area_code="A")
+    db.session.commit()
+    assert verify().ok
+    rewritten = runner.invoke(audit_command, ["verify", "--anchor", str(anchor)])
+    assert rewritten.exit_code == 1
+    assert "REWRITTEN: chain area:A: event 3" in rewritten.output

@@ -48,6 +48,16 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["ANJUKA_HARDWARE_READER"] = reader
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the real-reader tests unless a reader is named: deselected, never skipped."""
+    if os.environ.get("ANJUKA_HARDWARE_READER"):
+        return
+    kept = [item for item in items if item.get_closest_marker("hardware") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         chosen = metafunc.config.getoption("--backend") or list(BACKENDS)

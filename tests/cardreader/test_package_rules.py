@@ -87,11 +87,8 @@ def test_simulator_reconnects_when_vpcd_restarts(tmp_path):
 
 
 @pytest.mark.hardware
-@pytest.mark.skipif(
-    not os.environ.get("ANJUKA_HARDWARE_READER"),
-    reason="opt in with ANJUKA_HARDWARE_READER=<reader name> and a card on it",
-)
 def test_real_reader_reads_a_card():
+    """Collected only with --hardware-reader NAME (or ANJUKA_HARDWARE_READER) and a card on it."""
     from cardreader.transport.pcsc import PcscReader
 
     presented = card.present_card(PcscReader(os.environ["ANJUKA_HARDWARE_READER"]), 30)

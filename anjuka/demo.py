@@ -15,7 +15,7 @@ from anjuka.areas.models import Area
 from anjuka.areas.operations import create_area
 from anjuka.auth.operations import create_user
 from anjuka.core.security import Identity
-from anjuka.core.time import utcnow
+from anjuka.core.time import local_today
 from anjuka.dwellings.operations import create_dwelling, create_estate
 from anjuka.extensions import db
 from anjuka.persons.identity import ParsedDocument, parse_document, resident_id_check_char
@@ -120,7 +120,7 @@ def load_demo(seed: int = 20261129) -> dict:
         )
     db.session.flush()
 
-    today = utcnow().date()
+    today = local_today()
     residents = 0
     for dwelling in dwellings:
         if dwelling.status != "rentable":

@@ -48,6 +48,7 @@ sys.path.insert(0, str(REPO))
 
 from anjuka import create_app  # noqa: E402
 from anjuka.config import Config  # noqa: E402
+from anjuka.core.time import local_today  # noqa: E402
 from anjuka.extensions import db  # noqa: E402
 
 PASSWORD = "benchmark password"  # noqa: S105 (a throw-away database)
@@ -186,7 +187,7 @@ def bulk_load(dwellings: int, residents: int, seed: int) -> City:
             sa.insert(Person).returning(Person.id), person_rows[start : start + 5000]
         ).scalars()
 
-    today = date.today()
+    today = local_today()
     load: dict[int, int] = {}
     residence_rows = []
     for i, person_id in enumerate(person_ids):
@@ -254,7 +255,7 @@ def timed(name: str, count: int, call: Callable[[int], object]) -> Timing:
 def arrival_body(dwelling_id: int, number: str) -> dict:
     return {
         "dwelling_id": dwelling_id,
-        "arrived_on": date.today().isoformat(),
+        "arrived_on": local_today().isoformat(),
         "person": {"document_type": "resident_id", "document_number": number, "name": "李雷"},
     }
 
@@ -561,7 +562,7 @@ def run(args: argparse.Namespace) -> str:
             "",
             f"    .venv/bin/python {command} --write-docs",
             "",
-            f"Machine: {about} ({date.today().isoformat()}).",
+            f"Machine: {about} ({local_today().isoformat()}).",
             "The cores are shared with other work and with the benchmark's own clients: treat",
             "the numbers as a floor.",
             "",

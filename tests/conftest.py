@@ -11,18 +11,21 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 from throwaway_db import throwaway_database
 
 from anjuka import create_app
 from anjuka.config import Config
+from anjuka.core.time import local_today
 from anjuka.extensions import db
 
 PG_ADMIN_URL = os.environ.get("ANJUKA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -37,7 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run database tests on this backend only (repeatable; default: both)",
     )
     parser.addoption(
-        "--hardware-reader", metavar="NAME",
+        "--hardware-reader",
+        metavar="NAME",
         help="also run the tests that need a real PC/SC reader with a card on it",
     )
 
@@ -58,10 +62,51 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
+#: Instants on both sides of the registry's midnight (Asia/Shanghai is UTC+8),
+#: each seen from a host in another zone: time-machine moves the process's
+#: local zone too, so code that reads the host's calendar fails here.
+REGISTRY_CLOCK = {
+    "utc1559-la": datetime(2026, 6, 10, 15, 59, tzinfo=UTC).astimezone(
+        ZoneInfo("America/Los_Angeles")
+    ),
+    "utc1601-tokyo": datetime(2026, 6, 10, 16, 1, tzinfo=UTC).astimezone(ZoneInfo("Asia/Tokyo")),
+    "utc2359-utc": datetime(2026, 6, 10, 23, 59, tzinfo=ZoneInfo("UTC")),
+    "utc0001-la": datetime(2026, 6, 11, 0, 1, tzinfo=UTC).astimezone(
+        ZoneInfo("America/Los_Angeles")
+    ),
+    "newyear-utc1559-tokyo": datetime(2026, 12, 31, 15, 59, tzinfo=UTC).astimezone(
+        ZoneInfo("Asia/Tokyo")
+    ),
+    "newyear-utc1601-la": datetime(2026, 12, 31, 16, 1, tzinfo=UTC).astimezone(
+        ZoneInfo("America/Los_Angeles")
+    ),
+}
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         chosen = metafunc.config.getoption("--backend") or list(BACKENDS)
         metafunc.parametrize("backend", chosen, scope="session")
+    if metafunc.definition.get_closest_marker("registry_clock"):
+        metafunc.parametrize(
+            "registry_instant", list(REGISTRY_CLOCK.values()), ids=list(REGISTRY_CLOCK)
+        )
+
+
+@pytest.fixture
+def registry_instant() -> datetime | None:
+    """The real clock, unless the test is marked ``registry_clock`` (then each instant above)."""
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _registry_clock(registry_instant: datetime | None) -> Iterator[None]:
+    """Travel to ``registry_instant`` (ticking on), host zone included, for the whole test."""
+    if registry_instant is None:
+        yield
+        return
+    with time_machine.travel(registry_instant, tick=True):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -268,7 +313,7 @@ def arrive(client: FlaskClient, new_id_number: Callable[..., str]) -> Callable[.
     ):
         body = {
             "dwelling_id": dwelling_id,
-            "arrived_on": arrived_on or date.today().isoformat(),
+            "arrived_on": arrived_on or local_today().isoformat(),
             "person": {
                 "document_type": "resident_id",
                 "document_number": number or new_id_number(),

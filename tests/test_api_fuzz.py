@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from schemathesis.checks import not_a_server_error
 
 from anjuka import create_app
 from anjuka.config import Config
+from anjuka.core.time import local_today
 from anjuka.extensions import db
 
 EXAMPLES_PER_OPERATION = 12
@@ -60,7 +60,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, 
         "/api/v1/residences",
         json={
             "dwelling_id": 1,
-            "arrived_on": date.today().isoformat(),
+            "arrived_on": local_today().isoformat(),
             "person": {"document_type": "passport", "document_number": "E12345678", "name": "Fu"},
         },
         headers=headers,

@@ -11,6 +11,7 @@ from anjuka.alerts import occupancy
 from anjuka.alerts.operations import Raised, raise_once
 from anjuka.areas.models import Area
 from anjuka.core import signals
+from anjuka.core.time import local_date
 from anjuka.dwellings.models import Dwelling
 from anjuka.residences.models import Residence
 
@@ -38,7 +39,7 @@ def raise_late_registration(residence: Residence) -> Raised | None:
             "registration_deadline": residence.registration_deadline.isoformat()
             if residence.registration_deadline
             else None,
-            "registered_on": residence.registered_at.date().isoformat()
+            "registered_on": local_date(residence.registered_at).isoformat()
             if residence.registered_at
             else None,
         },

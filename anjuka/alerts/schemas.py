@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
 from anjuka.alerts.models import ALERT_KINDS, SEVERITIES, STATUSES
+from anjuka.core.time import start_of_day
 
 
 class Instant(fields.Field):
-    """An ISO 8601 date-time, or a date meaning its start (UTC)."""
+    """An ISO 8601 date-time, or a date meaning its start in the registry's calendar."""
 
     default_error_messages = {"invalid": "Not an ISO 8601 date or date-time."}
 
@@ -21,7 +22,7 @@ class Instant(fields.Field):
             raise self.make_error("invalid")
         try:
             if len(value) == 10:
-                return datetime.combine(date.fromisoformat(value), time.min, tzinfo=UTC)
+                return start_of_day(date.fromisoformat(value))
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise self.make_error("invalid") from None

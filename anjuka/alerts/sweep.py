@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -52,7 +52,7 @@ from anjuka.alerts.operations import auto_resolve, raise_once
 from anjuka.areas.models import Area
 from anjuka.areas.operations import Policy, effective_policy
 from anjuka.cards.models import Card, Reader
-from anjuka.core.time import local_today, utcnow
+from anjuka.core.time import local_today, start_of_day, utcnow
 from anjuka.dwellings.models import Dwelling, Estate
 from anjuka.extensions import db
 from anjuka.residences.models import Residence
@@ -492,7 +492,7 @@ def run_sweep(
         report.skipped = True
         return report
     # Reader silence is measured now, or from the start of an --as-of day in the future.
-    future = datetime.combine(as_of, time.min, tzinfo=UTC)
+    future = start_of_day(as_of)
     instant = max(started, future)
     policies = _Policies()
     _card_not_returned(as_of, policies, report)

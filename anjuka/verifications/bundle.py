@@ -20,9 +20,8 @@ import sqlalchemy as sa
 from anjuka.cards.models import Card
 from anjuka.core.errors import InvalidInput
 from anjuka.core.keys import keyring
-from anjuka.core.time import utcnow
+from anjuka.core.time import local_date, utcnow
 from anjuka.extensions import db
-from anjuka.verifications.operations import local_date
 from cardreader.offline import ALGORITHM, FORMAT, canonical_bytes, format_time
 
 BUNDLE_LIFETIME = timedelta(hours=24)

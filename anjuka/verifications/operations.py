@@ -27,12 +27,10 @@ import hmac
 import math
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import current_app
 
 from anjuka.alerts import occupancy
 from anjuka.alerts.operations import raise_alert
@@ -43,7 +41,7 @@ from anjuka.cards.signing import derive_card_key
 from anjuka.core.errors import AppError, Conflict, InvalidInput
 from anjuka.core.keys import keyring
 from anjuka.core.security import Identity
-from anjuka.core.time import utcnow
+from anjuka.core.time import local_date, utcnow
 from anjuka.dwellings.models import Dwelling
 from anjuka.dwellings.operations import occupant_counts
 from anjuka.extensions import db
@@ -105,11 +103,6 @@ class Place:
     offline: bool = False
     offline_result: str | None = None
     client_id: str | None = None
-
-
-def local_date(moment: datetime) -> date:
-    """The registry's calendar day at ``moment``."""
-    return moment.astimezone(ZoneInfo(current_app.extensions["anjuka_config"].timezone)).date()
 
 
 # -- challenges -----------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from anjuka.audit.models import AuditEvent
-from anjuka.core.time import utcnow
+from anjuka.core.time import local_today, utcnow
 from anjuka.extensions import db
 
 OVERRIDE = "Temporary shelter ordered by the street office"
@@ -66,6 +66,7 @@ def test_each_role_sees_the_alerts_of_its_areas(client, two_areas):
     assert {"id", "kind", "status", "severity", "subject_type", "subject_id"} <= set(first)
 
 
+@pytest.mark.registry_clock
 def test_filters(client, two_areas):
     admin = two_areas["admin"]
     assert len(listed(client, admin, "?kind=over_occupancy&status=open")) == 2
@@ -77,6 +78,9 @@ def test_filters(client, two_areas):
     assert len(listed(client, admin, f"?since={hour_ago[:19]}Z")) == 2
     assert listed(client, admin, f"?since={in_an_hour[:19]}Z") == []
     assert listed(client, admin, f"?until={hour_ago[:10]}") == []
+    # A bare date is the start of the registry's day, not of UTC's.
+    assert len(listed(client, admin, f"?since={local_today().isoformat()}")) == 2
+    assert listed(client, admin, f"?until={local_today().isoformat()}") == []
     dwelling = two_areas["dwellings"]["S"]
     [south] = listed(client, admin, f"?subject_type=dwelling&subject_id={dwelling}")
     assert south["area_code"] == "S"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from anjuka.alerts.models import Alert
 from anjuka.alerts.operations import raise_alert
+from anjuka.core.time import local_today
 from anjuka.extensions import db
 
 OVERRIDE = "Emergency housing after a fire next door"
@@ -128,7 +129,7 @@ def test_override_repeats_the_live_alert_and_departure_resolves_it(
     assert alert.details["trigger"] == "override"
     assert alert.last_seen_at >= alert.first_seen_at
 
-    today = date.today().isoformat()
+    today = local_today().isoformat()
     for residence in extra[:1]:
         client.post(
             f"/api/v1/residences/{residence}/departure",
@@ -187,13 +188,14 @@ def test_fewer_rooms_raise_over_occupancy(
     assert alert.details["trigger"] == "dwelling_changed"
 
 
+@pytest.mark.registry_clock
 def test_a_late_registration_raises_an_alert_once(
     client, create_area, create_dwelling, create_user, arrive
 ):
     create_area("A", registration_deadline_days=3)
     supervisor = create_user("supervisor", ["area:A"])
     dwelling = create_dwelling("A")
-    arrived = (date.today() - timedelta(days=20)).isoformat()
+    arrived = (local_today() - timedelta(days=20)).isoformat()
     response = arrive(supervisor["headers"], dwelling, arrived_on=arrived)
     assert response.json["late"] is True
     assert arrive(supervisor["headers"], dwelling).json["late"] is False
@@ -201,6 +203,7 @@ def test_a_late_registration_raises_an_alert_once(
     assert (alert.kind, alert.subject_type) == ("late_registration", "residence")
     assert alert.subject_id == str(response.json["id"])
     assert alert.details["arrived_on"] == arrived
+    assert alert.details["registered_on"] == local_today().isoformat()
 
 
 def test_concurrent_raises_of_one_alert_make_one_alert(app, create_area, create_dwelling):

@@ -69,6 +69,7 @@ def depart(client, registry, residence_id: int, on: int, **extra: object) -> Non
     assert response.status_code == 200, response.json
 
 
+@pytest.mark.registry_clock
 def test_a_card_not_returned_raises_once_after_the_grace_days(app, client, registry):
     residence = registry["resident"]()
     card = registry["desk"].issue(residence)
@@ -143,6 +144,7 @@ def test_the_sweep_resolves_a_return_it_was_not_told_about(app, client, registry
     assert alerts("card_not_returned")[0].note == "resolved: cause gone: the card was returned"
 
 
+@pytest.mark.registry_clock
 def test_without_a_card_only_a_recorded_non_return_counts(app, client, registry):
     no_card = registry["resident"]()
     depart(client, registry, no_card, on=-1)
@@ -207,6 +209,7 @@ def test_the_sweep_reads_only_what_is_new(app, client, registry):
     assert db.session.get(SweepCursor, "card_not_returned").runs == 2
 
 
+@pytest.mark.registry_clock
 def test_late_registration_backstop(app, registry):
     residence = registry["resident"](arrived=-1)
     assert alerts("late_registration") == []
@@ -218,6 +221,7 @@ def test_late_registration_backstop(app, registry):
     assert alert.subject_id == str(residence)
 
 
+@pytest.mark.registry_clock
 def test_expiring_cards_and_registrations(app, client, create_user, registry):
     patched = client.patch(
         "/api/v1/areas/G",
@@ -246,6 +250,7 @@ def test_expiring_cards_and_registrations(app, client, create_user, registry):
     assert "raised none" in run_cli(app, day(2), "--expiring-days", "30")
 
 
+@pytest.mark.registry_clock
 def test_a_silent_reader_goes_offline_and_comes_back(app, client, registry):
     desk = registry["desk"]
     db.session.execute(

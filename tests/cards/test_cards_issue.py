@@ -16,6 +16,7 @@ from cardreader.cardno import is_valid_card_no
 from cardreader.record import BadSignatureError, decode_record, verify_record
 
 
+@pytest.mark.registry_clock
 def test_issue_bind_write_report_makes_the_card_active_and_the_record_verifies(desk):
     residence = desk.arrive_here()
     issued = desk.issue(residence["id"])
@@ -66,6 +67,7 @@ def test_issue_bind_write_report_makes_the_card_active_and_the_record_verifies(d
         verify_record(record, bytes.fromhex(new_uid()), keyring().signing_public_keys())
 
 
+@pytest.mark.registry_clock
 def test_validity_follows_the_areas_effective_policy(
     client, create_area, create_estate, create_dwelling, create_user, arrive, make_reader
 ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pytest
 import sqlalchemy as sa
 from registry_helpers import count_rows, days_before, today
 
@@ -200,6 +201,7 @@ def test_a_supervisor_may_register_beyond_capacity_with_a_written_reason(
     assert plain.json["override_reason"] is None
 
 
+@pytest.mark.registry_clock
 def test_late_registration_is_counted_in_working_days(
     client, create_area, create_estate, create_dwelling, create_user, arrive
 ):
@@ -386,6 +388,7 @@ def test_only_supervisors_decide_whether_a_dwelling_is_illegal(
         assert changed.json["status"] == status
 
 
+@pytest.mark.registry_clock
 def test_history_is_never_deleted(
     client, create_area, create_estate, create_dwelling, create_user, arrive, new_id_number
 ):

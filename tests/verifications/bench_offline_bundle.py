@@ -19,13 +19,14 @@ import random
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from anjuka import create_app
 from anjuka.config import Config
+from anjuka.core.time import local_today
 from anjuka.extensions import db
 from cardreader.cardno import make_card_no
 
@@ -42,7 +43,7 @@ def populate(revoked: int, cards: int, seed: int = 7) -> None:
     """One area, one dwelling, ``revoked`` departed residents whose cards were revoked."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
-    today = date.today()
+    today = local_today()
     db.session.execute(
         sa.insert(db.metadata.tables["areas"]).values(id=1, code="NB", name="Ningbo", path="/NB/")
     )

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from anjuka.cards.models import Card
 from anjuka.core.keys import keyring
-from anjuka.core.time import utcnow
+from anjuka.core.time import local_today, utcnow
 from anjuka.extensions import db
 from anjuka.verifications import api as verifications_api
 from cardreader.offline import (
@@ -77,6 +77,7 @@ def test_the_bundle_is_signed_by_the_server(client, patrol):
         check_signature(trimmed, pinned)
 
 
+@pytest.mark.registry_clock
 def test_offline_answers_match_online(client, patrol):
     """valid, revoked and forged: the same word with and without the network."""
     officer = patrol["officer"]
@@ -103,6 +104,7 @@ def test_offline_answers_match_online(client, patrol):
     assert online(client, officer, "04" * 7, good.record) == "clone_suspected"
 
 
+@pytest.mark.registry_clock
 def test_a_stale_bundle_is_refused(client, patrol):
     bundle = fetch(client, patrol["officer"])
     card = patrol["cards"][0]
@@ -141,6 +143,7 @@ def test_deltas_carry_what_was_revoked_since(client, patrol):
         RevocationList.from_bundles([delta])
 
 
+@pytest.mark.registry_clock
 def test_expired_cards_drop_out_of_the_list(client, patrol):
     old, recent, _ = patrol["cards"]
     for card in (old, recent):
@@ -148,7 +151,7 @@ def test_expired_cards_drop_out_of_the_list(client, patrol):
     db.session.execute(
         sa.update(Card)
         .where(Card.card_no == old.card_no)
-        .values(expires_on=utcnow().date() - timedelta(days=10))
+        .values(expires_on=local_today() - timedelta(days=10))
     )
     db.session.commit()
     assert fetch(client, patrol["officer"])["revoked"] == [recent.card_no]

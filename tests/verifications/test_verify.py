@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from anjuka.alerts.models import Alert
 from anjuka.audit.models import AuditEvent
-from anjuka.core.time import utcnow
+from anjuka.core.time import local_today, utcnow
 from anjuka.extensions import db
 from anjuka.verifications.models import Inspection
 from cardreader.protocol.cpu import internal_auth_response
@@ -206,7 +206,7 @@ def test_a_head_count_above_the_registered_raises_over_occupancy(client, patrol)
     # The registry's own numbers are fine, but the head count stands until someone resolves it.
     client.post(
         f"/api/v1/residences/{patrol['residence_id']}/departure",
-        json={"departed_on": date.today().isoformat()},
+        json={"departed_on": local_today().isoformat()},
         headers=patrol["supervisor"]["headers"],
     )
     assert alerts_of("over_occupancy")[0].status == "open"
@@ -353,6 +353,7 @@ def test_bodies_must_say_one_thing(client, patrol):
         assert response.json["error"] == "validation_error"
 
 
+@pytest.mark.registry_clock
 def test_offline_uploads_are_judged_as_of_their_time_and_recorded_once(client, patrol, create_user):
     card = patrol["card"]
     officer = patrol["officer"]

@@ -32,6 +32,13 @@ def register_domains(app: Flask) -> None:
     for module in (cards_api, card_jobs_api):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)
 
+    # Transfers: a departure completes the move another desk asked for.
+    from anjuka.transfers import api as transfers_api
+    from anjuka.transfers import operations as transfer_operations
+
+    transfer_operations.connect()
+    api.register_blueprint(transfers_api.blp, url_prefix=API_PREFIX)
+
     # Alerts, verifications and webhooks build on every domain above.
     from anjuka.alerts import api as alerts_api
     from anjuka.alerts import handlers as alert_handlers

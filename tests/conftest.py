@@ -309,8 +309,11 @@ def arrive(client: FlaskClient, new_id_number: Callable[..., str]) -> Callable[.
         number: str | None = None,
         arrived_on: str | None = None,
         name: str = "张三",
+        phone: str | None = None,
+        origin: str | None = None,
         **extra: object,
     ):
+        contact = {"phone": phone, "origin": origin}
         body = {
             "dwelling_id": dwelling_id,
             "arrived_on": arrived_on or local_today().isoformat(),
@@ -318,6 +321,7 @@ def arrive(client: FlaskClient, new_id_number: Callable[..., str]) -> Callable[.
                 "document_type": "resident_id",
                 "document_number": number or new_id_number(),
                 "name": name,
+                **{k: v for k, v in contact.items() if v is not None},
             },
             **extra,
         }
@@ -328,3 +332,14 @@ def arrive(client: FlaskClient, new_id_number: Callable[..., str]) -> Callable[.
 
 def count_rows(model: type) -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(model))
+
+
+@pytest.fixture
+def card_desk(client: FlaskClient) -> Callable[..., object]:
+    """Factory: ``card_desk(desk_headers, area_code)`` -> a CardDesk with its own reader."""
+    from cardkit import make_desk
+
+    def make(desk_headers: dict, area_code: str) -> object:
+        return make_desk(client, desk_headers, area_code)
+
+    return make

@@ -8,12 +8,13 @@ together, and the lower domains never import this one.
 from __future__ import annotations
 
 from anjuka.alerts import occupancy
-from anjuka.alerts.operations import Raised, raise_once
+from anjuka.alerts.operations import Raised, raise_alert, raise_once, resolve_if_live
 from anjuka.areas.models import Area
 from anjuka.core import signals
 from anjuka.core.time import local_date
 from anjuka.dwellings.models import Dwelling
 from anjuka.residences.models import Residence
+from anjuka.transfers.models import Transfer
 
 
 def on_arrival(residence: Residence, overridden: bool = False, **_: object) -> None:
@@ -72,6 +73,28 @@ def on_card_returned(card: object, **_: object) -> None:
     resolve_returned([card.residence_id])  # type: ignore[attr-defined]
 
 
+def on_transfer_requested(transfer: Transfer, **_: object) -> None:
+    """The old dwelling's area is asked to record a departure: its supervisors see it."""
+    old = transfer.from_residence
+    raise_alert(
+        "transfer_requested",
+        "transfer",
+        transfer.id,
+        area_id=old.dwelling.area_id,
+        details={
+            "from_residence_id": old.id,
+            "dwelling_id": old.dwelling_id,
+            "to_area_code": transfer.to_dwelling.area.code,
+            "due_on": transfer.due_on.isoformat(),
+        },
+    )
+
+
+def on_transfer_closed(transfer: Transfer, **_: object) -> None:
+    """A completed, cancelled or failed transfer asks nothing of anyone any more."""
+    resolve_if_live("transfer_requested", "transfer", transfer.id, f"transfer {transfer.status}")
+
+
 def connect() -> None:
     """Subscribe to the registry's signals (idempotent: blinker keeps one per receiver)."""
     signals.residence_arrived.connect(on_arrival)
@@ -79,3 +102,5 @@ def connect() -> None:
     signals.policy_changed.connect(on_policy_change)
     signals.dwelling_changed.connect(on_dwelling_change)
     signals.card_returned.connect(on_card_returned)
+    signals.transfer_requested.connect(on_transfer_requested)
+    signals.transfer_closed.connect(on_transfer_closed)

@@ -23,6 +23,7 @@ ALERT_KINDS: dict[str, str] = {
     "registration_expiring": "info",
     "card_expiring": "info",
     "reader_offline": "warning",
+    "transfer_requested": "info",
 }
 SEVERITIES = ("info", "warning", "critical")
 STATUSES = ("open", "acknowledged", "resolved")

@@ -12,7 +12,8 @@ _signals = Namespace()
 
 #: sender: the Residence just registered; kwargs: overridden (bool)
 residence_arrived = _signals.signal("residence-arrived")
-#: sender: the Residence just ended; kwargs: card_returned (bool | None)
+#: sender: the Residence just ended; kwargs: card_returned (bool | None),
+#: reason ("departure", "move" or "transfer")
 residence_departed = _signals.signal("residence-departed")
 #: sender: the Area whose policy changed; kwargs: dwellings (list of affected Dwelling)
 policy_changed = _signals.signal("policy-changed")
@@ -22,3 +23,7 @@ dwelling_changed = _signals.signal("dwelling-changed")
 alert_raised = _signals.signal("alert-raised")
 #: sender: the Card just recorded as returned (its chip erased at the desk)
 card_returned = _signals.signal("card-returned")
+#: sender: the Transfer just requested
+transfer_requested = _signals.signal("transfer-requested")
+#: sender: the Transfer just completed, cancelled or failed
+transfer_closed = _signals.signal("transfer-closed")

@@ -34,27 +34,29 @@ def find_by_document(document_type: str, number: str) -> Person | None:
     return find_person(parse_document(document_type, number))
 
 
-def get_or_create_person(
+def record_person(
+    person: Person | None,
     document: ParsedDocument,
     name: str,
+    *,
     phone: str | None = None,
     origin: str | None = None,
     birth_date: date | None = None,
     sex: str | None = None,
-) -> tuple[Person, bool]:
-    """The person with this document, created if new; True when created.
+) -> Person:
+    """The person an arrival registers: ``person`` updated, or created if None.
 
-    A person already known keeps their recorded name: a document identifies
-    one person, and a clerk's spelling should not overwrite the record. Phone
-    and origin are updated when given.
+    Called only once every check of the arrival has passed, so a refused
+    arrival changes nothing. A person already known keeps their recorded
+    name: a document identifies one person, and a clerk's spelling should
+    not overwrite the record. Phone and origin are updated when given.
     """
-    person = find_person(document)
     if person is not None:
         if phone:
             person.phone = phone
         if origin:
             person.origin = origin
-        return person, False
+        return person
     person = Person(
         document_type=document.document_type,
         document_number_enc=encrypt(document.number, _PURPOSE),
@@ -75,8 +77,8 @@ def get_or_create_person(
         existing = find_person(document)
         if existing is None:
             raise
-        return existing, False
-    return person, True
+        return record_person(existing, document, name, phone=phone, origin=origin)
+    return person
 
 
 def reveal_document_number(person: Person, identity: Identity, *, area_code: str | None) -> str:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from anjuka.areas.operations import effective_policy
+from anjuka.areas.operations import Policy, effective_policy
 from anjuka.audit import operations as audit
+from anjuka.auth.scope import dwelling_filter
 from anjuka.core import signals
 from anjuka.core.errors import AppError, Conflict, Forbidden, InvalidInput
 from anjuka.core.security import Identity
@@ -18,10 +20,12 @@ from anjuka.dwellings.operations import compute_capacity, occupancies
 from anjuka.extensions import db
 from anjuka.persons.identity import ParsedDocument
 from anjuka.persons.models import Person
-from anjuka.persons.operations import get_or_create_person
+from anjuka.persons.operations import find_person, record_person
 from anjuka.residences.models import FAMILY_RELATIONS, Residence
 
 OVERRIDE_ROLES = {"supervisor", "admin"}
+#: Roles that register arrivals and departures (each within their scope).
+DESK_ROLES = {"manager", "supervisor", "admin"}
 
 
 def is_minor(birth_date: date | None, on: date) -> bool:
@@ -65,6 +69,139 @@ def _check_family(
         )
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """Whether one more person fits a dwelling, and if not, why in words and numbers."""
+
+    full: bool
+    minor: bool
+    message: str | None = None
+    details: dict | None = None
+
+    def refuse(self) -> None:
+        """Raise ``dwelling_full`` with the numbers behind it, when full."""
+        if self.full:
+            raise AppError(
+                self.message or "", code="dwelling_full", status=409, **(self.details or {})
+            )
+
+
+def capacity_verdict(
+    dwelling: Dwelling,
+    policy: Policy,
+    *,
+    birth_date: date | None,
+    arrived_on: date,
+    family_relation: str | None = None,
+) -> Verdict:
+    """Whether one more resident, born ``birth_date``, fits ``dwelling`` under ``policy``.
+
+    Counts the way the README's "Occupancy" says: minors per policy, the
+    family exception exempt from the per-room limit only; a dwelling that
+    may hold no one holds no minor either.
+    """
+    minor = is_minor(birth_date, arrived_on)
+    capacity = compute_capacity(dwelling, policy)
+    occupied = occupancies([dwelling.id])[dwelling.id]
+    counts = policy.minors_count or not minor
+    over_area = counts and occupied.counted(policy.minors_count) + 1 > capacity.area_limit
+    over_rooms = (
+        counts
+        and family_relation is None
+        and occupied.room_counted(policy.minors_count) + 1 > capacity.room_limit
+    )
+    not_rentable = dwelling.status != "rentable"
+    if not (not_rentable or over_area or over_rooms):
+        return Verdict(full=False, minor=minor)
+    if not_rentable:
+        message = f"This dwelling is {dwelling.status.replace('_', ' ')}: it may hold no one."
+    elif over_area:
+        message = (
+            f"The dwelling is full: its area allows {capacity.area_limit} persons"
+            f" at {policy.min_area_per_person_m2} m² {policy.area_basis} area each."
+        )
+    else:
+        message = (
+            f"The dwelling is full: {dwelling.rooms} rooms allow {capacity.room_limit}"
+            f" persons at {policy.max_persons_per_room} per room."
+        )
+    details = {
+        "capacity": capacity.capacity,
+        "occupants": occupied.occupants,
+        "limits": capacity.as_dict(),
+    }
+    return Verdict(full=True, minor=minor, message=message, details=details)
+
+
+def _check_override(identity: Identity, override_reason: str | None) -> None:
+    if override_reason is None:
+        return
+    if identity.role not in OVERRIDE_ROLES:
+        raise Forbidden(
+            "Only a supervisor may register beyond capacity.", code="override_not_allowed"
+        )
+    if len(override_reason.strip()) < 5:
+        raise InvalidInput(
+            "An override needs a written reason.",
+            errors={"override_reason": ["Give the reason in a few words."]},
+        )
+
+
+def check_arrival_date(arrived_on: date) -> date:
+    """Refuse an arrival dated after the registry's today; return today."""
+    today = local_today()
+    if arrived_on > today:
+        raise InvalidInput(
+            "The arrival date is in the future.",
+            code="arrival_in_future",
+            errors={"arrived_on": ["Must not be in the future."]},
+        )
+    return today
+
+
+def may_record_departure(identity: Identity, residence: Residence) -> bool:
+    """Whether the caller could end ``residence`` themselves (a desk with it in scope)."""
+    if identity.role not in DESK_ROLES:
+        return False
+    return (
+        db.session.scalar(
+            sa.select(Dwelling.id).where(
+                Dwelling.id == residence.dwelling_id, dwelling_filter(identity)
+            )
+        )
+        is not None
+    )
+
+
+def _check_previous(
+    identity: Identity, previous: Residence, dwelling: Dwelling, arrived_on: date, move: bool
+) -> None:
+    """Refuse an arrival of someone living elsewhere, unless a lawful move ends that."""
+    if previous.dwelling_id == dwelling.id:
+        raise Conflict(
+            "This person is already registered at this dwelling.",
+            code="already_registered",
+            residence_id=previous.id,
+        )
+    if not move:
+        raise Conflict(
+            "This person is registered at another dwelling; ask for a move to transfer.",
+            code="already_registered",
+        )
+    if not may_record_departure(identity, previous):
+        # Says nothing about where: the caller may not see that residence.
+        raise Conflict(
+            "This person is registered at a dwelling outside your scope: request a"
+            " transfer (POST /api/v1/transfers), which that dwelling's desk completes.",
+            code="registered_elsewhere",
+        )
+    if arrived_on < previous.arrived_on:
+        raise InvalidInput(
+            "A move cannot arrive before the previous arrival.",
+            errors={"arrived_on": ["Before the previous residence began."]},
+        )
+
+
 def register_arrival(
     identity: Identity,
     dwelling: Dwelling,
@@ -86,99 +223,77 @@ def register_arrival(
     Refused with ``dwelling_full`` when the person would exceed the
     capacity, unless a supervisor overrides with a written reason; with
     ``already_registered`` when the person lives elsewhere, unless ``move``
-    asks to depart the old residence in the same transaction.
+    asks to depart the old residence in the same transaction, which only a
+    desk that could record that departure may (``registered_elsewhere``
+    otherwise). Nothing is written, the person included, until every check
+    has passed.
     """
-    today = local_today()
-    if arrived_on > today:
-        raise InvalidInput(
-            "The arrival date is in the future.",
-            code="arrival_in_future",
-            errors={"arrived_on": ["Must not be in the future."]},
-        )
-    if override_reason is not None:
-        if identity.role not in OVERRIDE_ROLES:
-            raise Forbidden(
-                "Only a supervisor may register beyond capacity.", code="override_not_allowed"
-            )
-        if len(override_reason.strip()) < 5:
-            raise InvalidInput(
-                "An override needs a written reason.",
-                errors={"override_reason": ["Give the reason in a few words."]},
-            )
+    check_arrival_date(arrived_on)
+    _check_override(identity, override_reason)
     policy = effective_policy(dwelling.area)
     _check_family(dwelling, family_relation, family_of_residence_id, policy.family_exception)
-    person, _created = get_or_create_person(
-        document, name, phone=phone, origin=origin, birth_date=birth_date, sex=sex
-    )
-    previous = current_residence(person, for_update=True)
+    person = find_person(document)
+    previous = current_residence(person, for_update=True) if person is not None else None
     if previous is not None:
-        if previous.dwelling_id == dwelling.id:
-            raise Conflict(
-                "This person is already registered at this dwelling.",
-                code="already_registered",
-                residence_id=previous.id,
-            )
-        if not move:
-            raise Conflict(
-                "This person is registered at another dwelling; ask for a move to transfer.",
-                code="already_registered",
-            )
-        if arrived_on < previous.arrived_on:
-            raise InvalidInput(
-                "A move cannot arrive before the previous arrival.",
-                errors={"arrived_on": ["Before the previous residence began."]},
-            )
-    minor = is_minor(person.birth_date, arrived_on)
-    capacity = compute_capacity(dwelling, policy)
-    occupied = occupancies([dwelling.id])[dwelling.id]
-    counts = policy.minors_count or not minor
-    over_area = counts and occupied.counted(policy.minors_count) + 1 > capacity.area_limit
-    over_rooms = (
-        counts
-        and family_relation is None
-        and occupied.room_counted(policy.minors_count) + 1 > capacity.room_limit
+        _check_previous(identity, previous, dwelling, arrived_on, move)
+    verdict = capacity_verdict(
+        dwelling,
+        policy,
+        birth_date=(person.birth_date if person else None) or document.birth_date or birth_date,
+        arrived_on=arrived_on,
+        family_relation=family_relation,
     )
-    # A dwelling that may hold no one holds no minor either.
-    not_rentable = dwelling.status != "rentable"
-    full = not_rentable or over_area or over_rooms
-    if full and override_reason is None:
-        if not_rentable:
-            message = f"This dwelling is {dwelling.status.replace('_', ' ')}: it may hold no one."
-        elif over_area:
-            message = (
-                f"The dwelling is full: its area allows {capacity.area_limit} persons"
-                f" at {policy.min_area_per_person_m2} m² {policy.area_basis} area each."
-            )
-        else:
-            message = (
-                f"The dwelling is full: {dwelling.rooms} rooms allow {capacity.room_limit}"
-                f" persons at {policy.max_persons_per_room} per room."
-            )
-        raise AppError(
-            message,
-            code="dwelling_full",
-            status=409,
-            capacity=capacity.capacity,
-            occupants=occupied.occupants,
-            limits=capacity.as_dict(),
-        )
+    if override_reason is None:
+        verdict.refuse()
+    person = record_person(
+        person, document, name, phone=phone, origin=origin, birth_date=birth_date, sex=sex
+    )
     if previous is not None:
         audit.lock_chains(
             audit.area_chain(previous.dwelling.area.code), audit.area_chain(dwelling.area.code)
         )
-        _end(previous, identity, departed_on=arrived_on, card_returned=None, reason="move")
+        end_residence(previous, identity, departed_on=arrived_on, card_returned=None, reason="move")
+    return settle_arrival(
+        identity,
+        person,
+        dwelling,
+        policy,
+        verdict,
+        arrived_on=arrived_on,
+        family_relation=family_relation,
+        family_of_residence_id=family_of_residence_id,
+        override_reason=override_reason if verdict.full else None,
+        details={"moved_from": previous.id if previous is not None else None},
+    )
+
+
+def settle_arrival(
+    identity: Identity,
+    person: Person,
+    dwelling: Dwelling,
+    policy: Policy,
+    verdict: Verdict,
+    *,
+    arrived_on: date,
+    family_relation: str | None = None,
+    family_of_residence_id: int | None = None,
+    override_reason: str | None = None,
+    registered_by_id: int | None = None,
+    details: dict | None = None,
+) -> Residence:
+    """Insert the residence of an arrival that passed every check, audit it, announce it."""
     deadline = add_working_days(arrived_on, policy.registration_deadline_days)
     residence = Residence(
         person=person,
         dwelling=dwelling,
         arrived_on=arrived_on,
-        registered_by_id=identity.id if identity.kind == "user" else None,
-        late=today > deadline,
+        registered_by_id=registered_by_id or (identity.id if identity.kind == "user" else None),
+        late=local_today() > deadline,
         registration_deadline=deadline,
-        minor=minor,
+        minor=verdict.minor,
         family_relation=family_relation,
         family_of_id=family_of_residence_id,
-        override_reason=override_reason if full else None,
+        override_reason=override_reason,
     )
     try:
         # Another desk may register this person elsewhere at the same moment;
@@ -201,14 +316,14 @@ def register_arrival(
             "person_id": person.id,
             "late": residence.late,
             "override": bool(residence.override_reason),
-            "moved_from": previous.id if previous is not None else None,
+            **(details or {}),
         },
     )
     signals.residence_arrived.send(residence, overridden=bool(residence.override_reason))
     return residence
 
 
-def _end(
+def end_residence(
     residence: Residence,
     identity: Identity,
     *,
@@ -216,6 +331,7 @@ def _end(
     card_returned: bool | None,
     reason: str,
 ) -> None:
+    """End ``residence`` (a departure, a move, a transfer), audit it and announce it."""
     residence.departed_on = departed_on
     residence.departure_registered_at = utcnow()
     residence.departed_by_id = identity.id if identity.kind == "user" else None
@@ -228,7 +344,7 @@ def _end(
         area_code=residence.dwelling.area.code,
         details={"reason": reason, "card_returned": card_returned},
     )
-    signals.residence_departed.send(residence, card_returned=card_returned)
+    signals.residence_departed.send(residence, card_returned=card_returned, reason=reason)
 
 
 def record_departure(
@@ -247,7 +363,7 @@ def record_departure(
             "The departure date is in the future.",
             errors={"departed_on": ["Must not be in the future."]},
         )
-    _end(
+    end_residence(
         residence,
         identity,
         departed_on=departed_on,

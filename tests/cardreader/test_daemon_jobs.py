@@ -93,9 +93,7 @@ def test_erase_refuses_the_wrong_card_then_erases_the_right_one(server, make_dae
     assert card_record(reader) is None
 
 
-def test_a_card_already_in_use_is_not_sent_again_until_another_is_presented(
-    server, make_daemon
-):
+def test_a_card_already_in_use_is_not_sent_again_until_another_is_presented(server, make_daemon):
     in_use, blank = new_sim("cpu"), new_sim("cpu")
     server.uids_in_use.add(in_use.uid.hex())
     reader = MemoryReader(card=in_use)

@@ -52,13 +52,19 @@ class World:
     number_a: str
     number_b: str
     arrive_in: Callable[..., dict] = field(repr=False)
+    new_number: Callable[..., str] = field(repr=False)
+    #: A second dwelling in RB, for transfers that touch nothing of RA.
+    db2: int = 0
+    client: object = field(default=None, repr=False)
 
     def headers(self, role: str) -> dict:
         return self.users[role]["headers"]
 
 
 @pytest.fixture
-def world(create_area, create_estate, create_dwelling, create_user, arrive, new_id_number) -> World:
+def world(
+    client, create_area, create_estate, create_dwelling, create_user, arrive, new_id_number
+) -> World:
     create_area("R")
     create_area("RA", "R")
     create_area("RB", "R")
@@ -66,6 +72,7 @@ def world(create_area, create_estate, create_dwelling, create_user, arrive, new_
     eb = create_estate("RB", "Estate B")
     da = create_dwelling("RA", usable=400, rooms=40, estate_id=ea)
     db_ = create_dwelling("RB", usable=400, rooms=40, estate_id=eb)
+    db2 = create_dwelling("RB", usable=400, rooms=40, estate_id=eb)
     users = {
         "admin": create_user("admin"),
         "supervisor": create_user("supervisor", ["area:RA"]),
@@ -91,6 +98,9 @@ def world(create_area, create_estate, create_dwelling, create_user, arrive, new_
         number_a=number_a,
         number_b=number_b,
         arrive_in=arrive_in,
+        new_number=new_id_number,
+        db2=db2,
+        client=client,
     )
 
 

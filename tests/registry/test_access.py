@@ -15,6 +15,7 @@ import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from anjuka.core import security
 from anjuka.core.security import Identity
 
 ROLES = ("admin", "supervisor", "officer", "manager", "auditor")
-REGISTRY_BLUEPRINTS = {"auth", "areas", "dwellings", "residences", "audit"}
+REGISTRY_BLUEPRINTS = {"auth", "areas", "dwellings", "residences", "audit", "transfers"}
 PUBLIC = "public"
 _serial = itertools.count(1)
 
@@ -104,6 +105,11 @@ EXPECTED_ACCESS: dict[str, frozenset[str] | str] = {
     "residences.get_person": READERS,
     "residences.person_history": READERS,
     "audit.list_audit_events": frozenset({"admin", "auditor"}),
+    "transfers.request_transfer": DESKS,
+    "transfers.list_transfers": DESKS,
+    "transfers.get_transfer": DESKS,
+    "transfers.cancel_transfer": DESKS,
+    "transfers.complete_transfer": frozenset({"admin", "supervisor"}),
 }
 
 Request = tuple[str, dict | None]  # (path after /api/v1, JSON body)
@@ -111,6 +117,34 @@ Request = tuple[str, dict | None]  # (path after /api/v1, JSON body)
 
 def _fresh_residence(w) -> int:
     return w.arrive_in(w.da)["id"]
+
+
+def _transfer_body(w, into: int, living_in: int) -> dict:
+    """A transfer request for a new resident of ``living_in``."""
+    number = w.new_number()
+    w.arrive_in(living_in, number)
+    return {
+        "dwelling_id": into,
+        "arrived_on": today().isoformat(),
+        "person": {"document_type": "resident_id", "document_number": number},
+    }
+
+
+def _fresh_transfer(
+    w, into: int | None = None, living_in: int | None = None, due: bool = False
+) -> int:
+    """A waiting transfer (into RA's dwelling by default), asked for by the admin."""
+    from anjuka.extensions import db
+    from anjuka.transfers.models import Transfer
+
+    body = _transfer_body(w, into or w.da, living_in or w.db)
+    response = w.client.post("/api/v1/transfers", json=body, headers=w.headers("admin"))
+    assert response.status_code == 201, response.json
+    if due:
+        transfer = db.session.get(Transfer, response.json["id"])
+        transfer.due_on = today() - timedelta(days=1)
+        db.session.commit()
+    return response.json["id"]
 
 
 # An in-scope request that must succeed for every allowed role ...
@@ -179,6 +213,14 @@ IN_SCOPE: dict[str, Callable[..., Request]] = {
         None,
     ),
     "audit.list_audit_events": lambda w, role: ("/audit", None),
+    "transfers.request_transfer": lambda w, role: ("/transfers", _transfer_body(w, w.da, w.db)),
+    "transfers.list_transfers": lambda w, role: ("/transfers", None),
+    "transfers.get_transfer": lambda w, role: (f"/transfers/{_fresh_transfer(w)}", None),
+    "transfers.cancel_transfer": lambda w, role: (f"/transfers/{_fresh_transfer(w)}/cancel", {}),
+    "transfers.complete_transfer": lambda w, role: (
+        f"/transfers/{_fresh_transfer(w, due=True)}/complete",
+        {"reason": "The old desk never answered."},
+    ),
 }
 
 # ... and the same request on a foreign subject, which must read as not found.
@@ -214,6 +256,19 @@ FOREIGN: dict[str, Callable[..., Request]] = {
     "residences.lookup_person": lambda w: ("/persons/lookup", {"document_number": w.number_b}),
     "residences.get_person": lambda w: (f"/persons/{w.rb['person_id']}", None),
     "residences.person_history": lambda w: (f"/persons/{w.rb['person_id']}/residences", None),
+    "transfers.request_transfer": lambda w: ("/transfers", _transfer_body(w, w.db2, w.db)),
+    "transfers.get_transfer": lambda w: (
+        f"/transfers/{_fresh_transfer(w, into=w.db2, living_in=w.db)}",
+        None,
+    ),
+    "transfers.cancel_transfer": lambda w: (
+        f"/transfers/{_fresh_transfer(w, into=w.db2, living_in=w.db)}/cancel",
+        {},
+    ),
+    "transfers.complete_transfer": lambda w: (
+        f"/transfers/{_fresh_transfer(w, into=w.db2, living_in=w.db, due=True)}/complete",
+        {"reason": "The old desk never answered."},
+    ),
 }
 SCOPED_ROLES = ("supervisor", "officer", "manager")
 

@@ -287,8 +287,9 @@ def test_the_verify_command_names_the_first_broken_event(populated):
     assert f"event {ids['area:Y'][-2]}:" in truncated.stderr
 
 
-def test_an_anchor_kept_elsewhere_finds_a_rebuilt_chain(app, create_user, create_area,
-                                                        create_dwelling, tmp_path):
+def test_an_anchor_kept_elsewhere_finds_a_rebuilt_chain(
+    app, create_user, create_area, create_dwelling, tmp_path
+):
     import json
 
     from anjuka.audit import operations as audit

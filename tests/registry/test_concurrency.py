@@ -248,3 +248,98 @@ def test_moves_in_opposite_directions_do_not_deadlock(race_app, admin):
     assert outcomes == [(201, None)] * len(bodies)
     assert _current_residents(race_app, east[:pairs] + west[:pairs]) == 0
     assert _current_residents(race_app, east[pairs:] + west[pairs:]) == len(bodies)
+
+
+def _race_calls(
+    race_app: Flask, headers: dict, calls: list[tuple[str, dict]]
+) -> list[tuple[int, str | None]]:
+    """POST each (path, body) from its own desk at once; each desk's (status, error code)."""
+    barrier = threading.Barrier(len(calls), timeout=60)
+    outcomes: list[tuple[int, str | None] | None] = [None] * len(calls)
+    failures: list[BaseException] = []
+
+    def desk(i: int) -> None:
+        try:
+            client = race_app.test_client()
+            barrier.wait()
+            path, body = calls[i]
+            response = client.post(path, json=body, headers=headers)
+            outcomes[i] = (response.status_code, (response.json or {}).get("error"))
+        except BaseException as exc:  # reported below, in the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=desk, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures
+    assert all(o is not None for o in outcomes), outcomes
+    return outcomes  # type: ignore[return-value]
+
+
+def _transfer(dwelling_id: int, number: str) -> dict:
+    return {
+        "dwelling_id": dwelling_id,
+        "arrived_on": today().isoformat(),
+        "person": {"document_type": "resident_id", "document_number": number},
+    }
+
+
+def test_one_person_asked_for_by_many_desks_at_once_has_one_transfer(race_app, admin):
+    _, (home, *wanted) = _area_with_dwellings(race_app, DESKS + 1, usable_area_m2=50, rooms=5)
+    number = _number()
+    client = race_app.test_client()
+    assert (
+        client.post("/api/v1/residences", json=_arrival(home, number), headers=admin).status_code
+        == 201
+    )
+    outcomes = _race_calls(
+        race_app, admin, [("/api/v1/transfers", _transfer(d, number)) for d in wanted]
+    )
+    assert outcomes.count((201, None)) == 1, outcomes
+    assert outcomes.count((409, "transfer_pending")) == DESKS - 1, outcomes
+
+
+def test_a_departure_racing_a_supervisors_completion_moves_the_person_once(race_app, admin):
+    from anjuka.transfers.models import Transfer
+
+    pairs = DESKS // 2
+    _, homes = _area_with_dwellings(race_app, pairs, usable_area_m2=50, rooms=5)
+    _, targets = _area_with_dwellings(race_app, pairs, usable_area_m2=50, rooms=5)
+    client = race_app.test_client()
+    calls, transfer_ids = [], []
+    for home, target in zip(homes, targets, strict=True):
+        number = _number()
+        arrived = client.post("/api/v1/residences", json=_arrival(home, number), headers=admin)
+        asked = client.post("/api/v1/transfers", json=_transfer(target, number), headers=admin)
+        assert asked.status_code == 201, asked.json
+        transfer_ids.append(asked.json["id"])
+        with race_app.app_context():
+            db.session.get(Transfer, asked.json["id"]).due_on = date(2000, 1, 1)
+            db.session.commit()
+            db.session.remove()
+        calls.append(
+            (
+                f"/api/v1/residences/{arrived.json['id']}/departure",
+                {"departed_on": today().isoformat()},
+            )
+        )
+        calls.append(
+            (f"/api/v1/transfers/{asked.json['id']}/complete", {"reason": "Nobody answered."})
+        )
+    outcomes = _race_calls(race_app, admin, calls)
+    for departure, completion in zip(outcomes[::2], outcomes[1::2], strict=True):
+        # One of the two wins; the other hears it came too late. Never a 5xx.
+        assert sorted([departure, completion]) in (
+            [(200, None), (409, "already_departed")],
+            [(200, None), (409, "transfer_closed")],
+        ), outcomes
+    assert _current_residents(race_app, homes) == 0
+    assert _current_residents(race_app, targets) == pairs
+    with race_app.app_context():
+        statuses = set(
+            db.session.scalars(sa.select(Transfer.status).where(Transfer.id.in_(transfer_ids)))
+        )
+        db.session.remove()
+    assert statuses == {"completed"}

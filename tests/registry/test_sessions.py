@@ -33,8 +33,11 @@ def test_a_session_reads_and_changes_only_with_its_csrf_token(
     arrival = {
         "dwelling_id": dwelling_id,
         "arrived_on": "2026-01-05",
-        "person": {"document_type": "resident_id", "document_number": new_id_number(),
-                   "name": "李四"},
+        "person": {
+            "document_type": "resident_id",
+            "document_number": new_id_number(),
+            "name": "李四",
+        },
     }
     forged = browser.post("/api/v1/residences", json=arrival)
     assert forged.status_code == 403

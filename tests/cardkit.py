@@ -1,6 +1,6 @@
 """Issuing real cards in tests through the cards API: a desk reader played by the test.
 
-Shared by tests/verifications and tests/alerts (loaded by path there).
+Shared by every test that needs an active card (the ``card_desk`` fixture).
 """
 
 from __future__ import annotations

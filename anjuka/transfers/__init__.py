@@ -1,0 +1,1 @@
+"""Transfers: a move across desks, completed by the desk that records the departure."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -57,10 +59,33 @@ def _sqlite_serialised_writes(engine: sa.Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _private_instance(config: Config) -> None:
+    """The instance folder (keys, the SQLite file) is the owner's only (0700)."""
+    config.instance_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(config.instance_path, 0o700)
+
+
+def _private_sqlite_file(config: Config) -> None:
+    """An SQLite file is the owner's only (0600), created so before SQLite opens it.
+
+    SQLite creates its -wal and -shm files with the database file's mode, so
+    they follow. An existing file is only tightened, never opened: closing any
+    descriptor of a file drops this process's POSIX locks on it, SQLite's
+    included.
+    """
+    url = sa.engine.make_url(config.resolved_database_url)
+    if url.database and url.database != ":memory:":
+        path = Path(url.database)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+        os.chmod(path, 0o600)
+
+
 def init_app(app: Flask, config: Config) -> None:
     """Bind the extensions to ``app``."""
+    _private_instance(config)
     if config.resolved_database_url.startswith("sqlite"):
-        config.instance_path.mkdir(parents=True, exist_ok=True)
+        _private_sqlite_file(config)
     db.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":

@@ -160,3 +160,71 @@ def test_every_migration_goes_down_and_up(make_app):
         assert set(sa.inspect(db.engine).get_table_names()) <= {"alembic_version"}
         flask_migrate.upgrade()
         assert _differences() == []
+
+
+def test_phones_in_clear_are_encrypted_by_the_upgrade_and_bound_by_reencrypt(make_app):
+    """Rows written before 0007: clear phones and unbound document ciphertexts."""
+    import os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from anjuka.core.keys import keyring
+    from anjuka.core.protect import is_current
+    from anjuka.dwellings.models import Dwelling
+    from anjuka.persons.models import Person
+    from anjuka.persons.operations import reencrypt_all
+
+    app = make_app()
+    with app.app_context():
+        flask_migrate.upgrade(revision="0004_transfers")
+        key_id, keys = keyring().encryption
+        nonce = os.urandom(12)
+        legacy = (
+            key_id.encode()
+            + b"\x00"
+            + nonce
+            + AESGCM(keys[key_id]).encrypt(nonce, b"110105194912310021", b"person.document_number")
+        )
+        with db.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO persons (document_type, document_number_enc, document_index,"
+                    " document_masked, name, phone, created_at) VALUES ('resident_id', :enc,"
+                    " 'b1:old', '1101**********0021', '张三', '13800001234', :now)"
+                ),
+                {"enc": legacy, "now": "2026-01-01 00:00:00+00:00"},
+            )
+            conn.execute(sa.text("INSERT INTO areas (code, name, path) VALUES ('M', 'M', '/M/')"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO dwellings (area_id, address, landlord_name, landlord_phone,"
+                    " usable_area_m2, rooms, status, created_at) SELECT id, '1 Old Road', '李四',"
+                    " '13912345678', 20, 2, 'rentable', :now FROM areas WHERE code = 'M'"
+                ),
+                {"now": "2026-01-01 00:00:00+00:00"},
+            )
+        flask_migrate.upgrade()
+        person = db.session.scalars(sa.select(Person)).one()
+        dwelling = db.session.scalars(sa.select(Dwelling)).one()
+        assert (person.phone, person.phone_masked) == ("13800001234", "1******1234")
+        assert (dwelling.landlord_phone, dwelling.landlord_phone_masked) == (
+            "13912345678",
+            "1******5678",
+        )
+        assert b"13800001234" not in person.phone_enc
+        # The legacy document ciphertext still reads, and reencrypt binds it to its row.
+        assert person.document_number == "110105194912310021"
+        assert not is_current(person.document_number_enc)
+        assert reencrypt_all() == 1
+        db.session.commit()
+        assert is_current(person.document_number_enc)
+        assert person.document_number == "110105194912310021"
+        assert reencrypt_all() == 0
+        db.session.remove()
+        flask_migrate.downgrade(revision="0004_transfers")
+        with db.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT phone FROM persons")).scalar_one() == "13800001234"
+            assert (
+                conn.execute(sa.text("SELECT landlord_phone FROM dwellings")).scalar_one()
+                == "13912345678"
+            )

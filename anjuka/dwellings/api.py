@@ -17,6 +17,7 @@ from anjuka.auth.scope import (
 )
 from anjuka.core.errors import Forbidden, NotFound
 from anjuka.core.pagination import paginate
+from anjuka.core.privacy import RevealQuerySchema, check_reveal
 from anjuka.core.security import require_identity, requires
 from anjuka.dwellings import operations
 from anjuka.dwellings.models import Dwelling, Estate
@@ -29,15 +30,19 @@ from anjuka.dwellings.schemas import (
     EstateSchema,
 )
 from anjuka.extensions import db
-from anjuka.persons.identity import mask_phone
+from anjuka.persons.identity import mask_name
 
 blp = Blueprint("dwellings", __name__, description="Rental dwellings and estates")
 READERS = ("supervisor", "officer", "manager")
 WRITERS = ("supervisor", "manager")
 
 
-def dwelling_views(dwellings: list[Dwelling]) -> list[dict]:
-    """Dwellings with capacity and occupants, computed in one query per page."""
+def dwelling_views(dwellings: list[Dwelling], *, reveal: bool = False) -> list[dict]:
+    """Dwellings with capacity and occupants, computed in one query per page.
+
+    The landlord's name and phone are masked unless ``reveal`` (each
+    unmasked dwelling is an audit event).
+    """
     found = operations.occupancies([d.id for d in dwellings])
     # One query for the page's areas and one for their ancestors, not two per dwelling.
     area_ids = {d.area_id for d in dwellings}
@@ -55,8 +60,7 @@ def dwelling_views(dwellings: list[Dwelling]) -> list[dict]:
                 "estate_id": d.estate_id,
                 "address": d.address,
                 "address_code": d.address_code,
-                "landlord_name": d.landlord_name,
-                "landlord_phone": mask_phone(d.landlord_phone),
+                **landlord(d, reveal),
                 "building_area_m2": d.building_area_m2,
                 "usable_area_m2": d.usable_area_m2,
                 "rooms": d.rooms,
@@ -68,6 +72,16 @@ def dwelling_views(dwellings: list[Dwelling]) -> list[dict]:
             }
         )
     return views
+
+
+def landlord(dwelling: Dwelling, reveal: bool) -> dict[str, str | None]:
+    """The landlord's fields, masked, or in clear and audited."""
+    if reveal:
+        return operations.reveal_landlord(dwelling, require_identity())
+    return {
+        "landlord_name": mask_name(dwelling.landlord_name) if dwelling.landlord_name else None,
+        "landlord_phone": dwelling.landlord_phone_masked,
+    }
 
 
 def _target_area(code: str) -> Area:
@@ -107,6 +121,7 @@ def create_dwelling(body: dict):
 @requires(*READERS)
 def list_dwellings(query: dict, pagination_parameters):
     """Dwellings the caller may see, by area, estate or address."""
+    reveal = check_reveal(require_identity(), query.pop("reveal"))
     stmt = sa.select(Dwelling).where(dwelling_filter(require_identity())).order_by(Dwelling.id)
     if "area_code" in query:
         area = db.session.scalar(sa.select(Area).where(Area.code == query["area_code"]))
@@ -121,15 +136,23 @@ def list_dwellings(query: dict, pagination_parameters):
         stmt = stmt.where(Dwelling.address.contains(query["address"], autoescape=True))
     if "status" in query:
         stmt = stmt.where(Dwelling.status == query["status"])
-    return dwelling_views(paginate(stmt, pagination_parameters))
+    views = dwelling_views(paginate(stmt, pagination_parameters), reveal=reveal)
+    if reveal:
+        db.session.commit()
+    return views
 
 
 @blp.route("/dwellings/<int:dwelling_id>", methods=["GET"])
+@blp.arguments(RevealQuerySchema, location="query")
 @blp.response(200, DwellingSchema)
 @requires(*READERS)
-def get_dwelling(dwelling_id: int):
-    """One dwelling with capacity and occupants."""
-    return dwelling_views([get_dwelling_or_404(dwelling_id)])[0]
+def get_dwelling(query: dict, dwelling_id: int):
+    """One dwelling with capacity and occupants; ``reveal=true`` unmasks the landlord (audited)."""
+    reveal = check_reveal(require_identity(), query["reveal"])
+    view = dwelling_views([get_dwelling_or_404(dwelling_id)], reveal=reveal)[0]
+    if reveal:
+        db.session.commit()
+    return view
 
 
 @blp.route("/dwellings/<int:dwelling_id>", methods=["PATCH"])

@@ -10,8 +10,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.areas.models import Area
 from anjuka.core.models import UTCDateTime
+from anjuka.core.privacy import mask
+from anjuka.core.protect import decrypt, encrypt
 from anjuka.core.time import utcnow
 from anjuka.extensions import db
+
+LANDLORD_PHONE_PURPOSE = "dwelling.landlord_phone"
+#: The landlord's personal data: masked in responses, named (never valued) in audit details.
+PERSONAL_FIELDS = ("landlord_name", "landlord_phone")
 
 DWELLING_STATUSES = ("rentable", "illegal", "not_for_rent")
 
@@ -57,7 +63,9 @@ class Dwelling(db.Model):
     address: Mapped[str] = mapped_column(sa.String(400), index=True)
     address_code: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     landlord_name: Mapped[str | None] = mapped_column(sa.String(200))
-    landlord_phone: Mapped[str | None] = mapped_column(sa.String(32))
+    #: AES-GCM ciphertext bound to this row; read and set through ``landlord_phone``.
+    landlord_phone_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    landlord_phone_masked: Mapped[str | None] = mapped_column(sa.String(32))
     building_area_m2: Mapped[Decimal | None] = mapped_column(sa.Numeric(8, 2))
     usable_area_m2: Mapped[Decimal | None] = mapped_column(sa.Numeric(8, 2))
     rooms: Mapped[int]
@@ -66,3 +74,24 @@ class Dwelling(db.Model):
 
     area: Mapped[Area] = relationship()
     estate: Mapped[Estate | None] = relationship()
+
+    @property
+    def binding(self) -> str:
+        """What ties this row's ciphertexts to it (the row needs its id: flush first)."""
+        if self.id is None:
+            raise RuntimeError("a dwelling's personal data is sealed after its row is flushed")
+        return f"dwellings:{self.id}"
+
+    @property
+    def landlord_phone(self) -> str | None:
+        """The landlord's phone in clear (decrypted when read)."""
+        if self.landlord_phone_enc is None:
+            return None
+        return decrypt(self.landlord_phone_enc, LANDLORD_PHONE_PURPOSE, self.binding)
+
+    @landlord_phone.setter
+    def landlord_phone(self, value: str | None) -> None:
+        self.landlord_phone_enc = (
+            encrypt(value, LANDLORD_PHONE_PURPOSE, self.binding) if value else None
+        )
+        self.landlord_phone_masked = mask(value, start=1, end=4) if value else None

@@ -12,7 +12,8 @@ from anjuka.areas.operations import Policy, effective_policy
 from anjuka.audit import operations as audit
 from anjuka.core import signals
 from anjuka.core.errors import InvalidInput
-from anjuka.dwellings.models import Dwelling, Estate
+from anjuka.core.security import Identity
+from anjuka.dwellings.models import PERSONAL_FIELDS, Dwelling, Estate
 from anjuka.extensions import db
 
 
@@ -144,17 +145,61 @@ def create_dwelling(area: Area, estate: Estate | None, values: dict) -> Dwelling
             "The dwelling's area is outside its estate's area.",
             errors={"area_code": ["Outside the estate's area."]},
         )
+    values = dict(values)
+    phone = values.pop("landlord_phone", None)
     dwelling = Dwelling(area=area, estate=estate, **values)
     db.session.add(dwelling)
     db.session.flush()
+    if phone:
+        dwelling.landlord_phone = phone  # bound to the row, so after its id exists
     audit.record(
         "dwelling.create",
         subject_type="dwelling",
         subject_id=dwelling.id,
         area_code=area.code,
-        details={"status": dwelling.status, "rooms": dwelling.rooms},
+        details={
+            "status": dwelling.status,
+            "rooms": dwelling.rooms,
+            "personal_fields": sorted(
+                name
+                for name, value in (
+                    ("landlord_name", values.get("landlord_name")),
+                    ("landlord_phone", phone),
+                )
+                if value
+            ),
+        },
     )
     return dwelling
+
+
+def _audit_details(values: dict) -> dict:
+    """What changed, with the landlord's personal fields named but not valued."""
+    details: dict = {
+        k: str(v) if isinstance(v, Decimal) else v
+        for k, v in values.items()
+        if k not in PERSONAL_FIELDS
+    }
+    personal = sorted(k for k in values if k in PERSONAL_FIELDS)
+    if personal:
+        details["personal_fields"] = personal
+    return details
+
+
+def reveal_landlord(dwelling: Dwelling, identity: Identity) -> dict[str, str | None]:
+    """The landlord's name and phone in clear, for a role that may see them; audited."""
+    revealed = {"landlord_name": dwelling.landlord_name, "landlord_phone": dwelling.landlord_phone}
+    audit.record(
+        "dwelling.reveal",
+        subject_type="dwelling",
+        subject_id=dwelling.id,
+        area_code=dwelling.area.code,
+        details={
+            "fields": sorted(k for k, v in revealed.items() if v is not None),
+            "role": identity.role,
+        },
+    )
+    return revealed
 
 
 def update_dwelling(dwelling: Dwelling, values: dict) -> Dwelling:
@@ -173,7 +218,7 @@ def update_dwelling(dwelling: Dwelling, values: dict) -> Dwelling:
         subject_type="dwelling",
         subject_id=dwelling.id,
         area_code=dwelling.area.code,
-        details={k: str(v) if isinstance(v, Decimal) else v for k, v in values.items()},
+        details=_audit_details(values),
     )
     signals.dwelling_changed.send(dwelling)
     return dwelling

@@ -4,6 +4,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from anjuka.core.fields import Id, Measure
+from anjuka.core.privacy import RevealQuerySchema
 from anjuka.dwellings.models import DWELLING_STATUSES
 
 _AREA = validate.Range(min=0, min_inclusive=False, max=100000)
@@ -47,8 +48,12 @@ class DwellingSchema(ma.Schema):
     estate_id = fields.Integer(allow_none=True)
     address = fields.String()
     address_code = fields.String(allow_none=True)
-    landlord_name = fields.String(allow_none=True)
-    landlord_phone = fields.String(allow_none=True)
+    landlord_name = fields.String(
+        allow_none=True, metadata={"description": "masked unless revealed"}
+    )
+    landlord_phone = fields.String(
+        allow_none=True, metadata={"description": "masked unless revealed"}
+    )
     building_area_m2 = Measure(allow_none=True)
     usable_area_m2 = Measure(allow_none=True)
     rooms = fields.Integer()
@@ -59,7 +64,7 @@ class DwellingSchema(ma.Schema):
     limits = fields.Nested(LimitsSchema)
 
 
-class DwellingQuerySchema(ma.Schema):
+class DwellingQuerySchema(RevealQuerySchema):
     area_code = fields.String()
     estate_id = Id()
     address = fields.String(validate=validate.Length(1, 200))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from anjuka.core.errors import InvalidInput
+from anjuka.core.privacy import mask
 from anjuka.core.time import local_today
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -66,21 +67,14 @@ def mask_document(number: str) -> str:
     Chinese receipts print them); shorter numbers keep less, so at least
     half of any number is hidden.
     """
-    keep = 4 if len(number) >= 15 else 2 if len(number) >= 8 else 1
-    return number[:keep] + "*" * (len(number) - 2 * keep) + number[-keep:]
+    return mask(number, start=4, end=4)
 
 
 def mask_name(name: str) -> str:
-    """Keep the family name (first character): 张**."""
-    return name[:1] + "*" * max(len(name) - 1, 1) if name else name
+    """Keep the family name (first character) where that hides at least half: 张**."""
+    return mask(name, start=1, end=0) if name else name
 
 
 def mask_phone(phone: str | None) -> str | None:
-    """138****1234."""
-    if not phone:
-        return phone
-    return (
-        phone[:3] + "*" * max(len(phone) - 7, 1) + phone[-4:]
-        if len(phone) > 7
-        else "*" * len(phone)
-    )
+    """The last digits, and the first where the length allows: 1******1234."""
+    return mask(phone, start=1, end=4) if phone else phone

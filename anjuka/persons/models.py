@@ -8,8 +8,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from anjuka.core.models import UTCDateTime
+from anjuka.core.protect import decrypt, encrypt
 from anjuka.core.time import utcnow
 from anjuka.extensions import db
+from anjuka.persons.identity import mask_phone
+
+#: Associated data of each encrypted column (the "purpose").
+DOCUMENT_PURPOSE = "person.document_number"
+PHONE_PURPOSE = "person.phone"
 
 DOCUMENT_TYPES = (
     "resident_id",
@@ -28,7 +34,7 @@ class Person(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     document_type: Mapped[str] = mapped_column(sa.String(32))
-    #: AES-GCM ciphertext (see anjuka.core.protect).
+    #: AES-GCM ciphertext bound to this row (see anjuka.core.protect).
     document_number_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
     #: Keyed blind index of type and number: the only way to find a person by document.
     document_index: Mapped[str] = mapped_column(sa.String(80), unique=True)
@@ -37,6 +43,35 @@ class Person(db.Model):
     name: Mapped[str] = mapped_column(sa.String(200))
     sex: Mapped[str | None] = mapped_column(sa.String(1))
     birth_date: Mapped[date | None]
-    phone: Mapped[str | None] = mapped_column(sa.String(32))
+    #: AES-GCM ciphertext bound to this row; read and set through ``phone``.
+    phone_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    phone_masked: Mapped[str | None] = mapped_column(sa.String(32))
     origin: Mapped[str | None] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    @property
+    def binding(self) -> str:
+        """What ties this row's ciphertexts to it (the blind index is unique and set first)."""
+        return f"persons:{self.document_index}"
+
+    @property
+    def document_number(self) -> str:
+        """The document number in clear: only for a reveal (audited) or a re-encryption."""
+        return decrypt(self.document_number_enc, DOCUMENT_PURPOSE, self.binding)
+
+    @property
+    def phone(self) -> str | None:
+        """The phone in clear (decrypted when read)."""
+        if self.phone_enc is None:
+            return None
+        return decrypt(self.phone_enc, PHONE_PURPOSE, self.binding)
+
+    @phone.setter
+    def phone(self, value: str | None) -> None:
+        self.phone_enc = encrypt(value, PHONE_PURPOSE, self.binding) if value else None
+        self.phone_masked = mask_phone(value) if value else None
+
+    def seal(self, document_number: str, phone: str | None) -> None:
+        """(Re)write this row's ciphertexts under the active key, bound to the row."""
+        self.document_number_enc = encrypt(document_number, DOCUMENT_PURPOSE, self.binding)
+        self.phone = phone

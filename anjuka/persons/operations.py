@@ -8,15 +8,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from anjuka.audit import operations as audit
-from anjuka.core.protect import blind_index, blind_index_candidates, decrypt, encrypt
+from anjuka.core.protect import blind_index, blind_index_candidates
 from anjuka.core.security import Identity
 from anjuka.extensions import db
 from anjuka.persons.identity import ParsedDocument, mask_document, parse_document
-from anjuka.persons.models import Person
+from anjuka.persons.models import DOCUMENT_PURPOSE, Person
 
-_PURPOSE = "person.document_number"
-#: Roles that may see a document number in clear, on request and audited.
-REVEAL_ROLES = {"admin", "supervisor", "officer"}
+_PURPOSE = DOCUMENT_PURPOSE
 
 
 def _index_input(document: ParsedDocument) -> str:
@@ -59,15 +57,14 @@ def record_person(
         return person
     person = Person(
         document_type=document.document_type,
-        document_number_enc=encrypt(document.number, _PURPOSE),
         document_index=blind_index(_index_input(document), _PURPOSE),
         document_masked=mask_document(document.number),
         name=name,
         sex=document.sex or sex,
         birth_date=document.birth_date or birth_date,
-        phone=phone,
         origin=origin,
     )
+    person.seal(document.number, phone)  # bound to the row: its index is set above
     try:
         # Two desks may register the same new person at once: the unique
         # blind index decides, and the loser reads the winner's row.
@@ -81,25 +78,41 @@ def record_person(
     return person
 
 
-def reveal_document_number(person: Person, identity: Identity, *, area_code: str | None) -> str:
-    """The clear document number, for a role that may see it; audited."""
-    number = decrypt(person.document_number_enc, _PURPOSE)
+def reveal_person(
+    person: Person, identity: Identity, *, area_code: str | None
+) -> dict[str, object]:
+    """The person's personal fields in clear, for a role that may see them; audited.
+
+    The audit event names every field unmasked, never a value.
+    """
+    revealed: dict[str, object] = {
+        "document_number": person.document_number,
+        "name": person.name,
+        "phone": person.phone,
+        "birth_date": person.birth_date,
+    }
     audit.record(
         "person.reveal",
         subject_type="person",
         subject_id=person.id,
         area_code=area_code,
-        details={"fields": ["document_number"], "role": identity.role},
+        details={
+            "fields": sorted(k for k, v in revealed.items() if v is not None),
+            "role": identity.role,
+        },
     )
-    return number
+    return revealed
 
 
 def reencrypt_all(batch: int = 1000) -> int:
-    """Rewrite every document number under the active keys (after a rotation)."""
-    from anjuka.core.keys import keyring
-    from anjuka.core.protect import encryption_key_id
+    """Rewrite every person's ciphertexts under the active keys, bound to their rows.
 
-    active_enc, _ = keyring().encryption
+    After a key rotation, and once after upgrading from ciphertexts that were
+    not bound to their rows. Returns how many persons were rewritten.
+    """
+    from anjuka.core.keys import keyring
+    from anjuka.core.protect import is_current
+
     active_idx, _ = keyring().blind_index
     changed = 0
     last_id = 0
@@ -111,12 +124,14 @@ def reencrypt_all(batch: int = 1000) -> int:
             return changed
         for person in rows:
             last_id = person.id
-            if encryption_key_id(
-                person.document_number_enc
-            ) == active_enc and person.document_index.startswith(f"{active_idx}:"):
+            if (
+                is_current(person.document_number_enc)
+                and (person.phone_enc is None or is_current(person.phone_enc))
+                and person.document_index.startswith(f"{active_idx}:")
+            ):
                 continue
-            number = decrypt(person.document_number_enc, _PURPOSE)
-            person.document_number_enc = encrypt(number, _PURPOSE)
+            number, phone = person.document_number, person.phone
             person.document_index = blind_index(f"{person.document_type}:{number}", _PURPOSE)
+            person.seal(number, phone)
             changed += 1
         db.session.flush()

@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 from anjuka.auth.scope import dwelling_filter, get_dwelling_or_404
 from anjuka.core.errors import NotFound
 from anjuka.core.pagination import paginate
+from anjuka.core.privacy import RevealQuerySchema, check_reveal
 from anjuka.core.security import require_identity, requires
 from anjuka.dwellings.models import Dwelling
 from anjuka.extensions import db
@@ -22,9 +23,8 @@ from anjuka.residences.schemas import (
     PersonLookupSchema,
     PersonSchema,
     ResidenceSchema,
-    RevealQuerySchema,
 )
-from anjuka.residences.views import check_reveal, person_view, residence_view
+from anjuka.residences.views import person_view, residence_view
 
 blp = Blueprint("residences", __name__, description="Arrival and departure (人来登记, 人走注销)")
 DESKS = ("manager", "supervisor")

@@ -64,13 +64,6 @@ class ResidenceSchema(ma.Schema):
     person = fields.Nested(PersonSchema)
 
 
-class RevealQuerySchema(ma.Schema):
-    reveal = fields.Boolean(
-        load_default=False,
-        metadata={"description": "show document numbers in clear (audited; not for managers)"},
-    )
-
-
 class PersonLookupSchema(ma.Schema):
     document_type = fields.String(
         load_default="resident_id", validate=validate.OneOf(DOCUMENT_TYPES)

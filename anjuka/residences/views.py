@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-from anjuka.core.errors import Forbidden
 from anjuka.core.security import Identity
-from anjuka.persons.identity import mask_name, mask_phone
+from anjuka.persons.identity import mask_name
 from anjuka.persons.models import Person
-from anjuka.persons.operations import REVEAL_ROLES, reveal_document_number
+from anjuka.persons.operations import reveal_person
 from anjuka.residences.models import Residence
-
-
-def check_reveal(identity: Identity, reveal: bool) -> bool:
-    """Whether to unmask; asking without the right is refused, not ignored."""
-    if reveal and identity.role not in REVEAL_ROLES:
-        raise Forbidden(
-            "Your role may not see identity documents in clear.", code="reveal_not_allowed"
-        )
-    return reveal
 
 
 def person_view(person: Person, identity: Identity, *, reveal: bool, area_code: str | None) -> dict:
     """A person: masked, or in clear (audited) when revealed."""
     if reveal:
-        number = reveal_document_number(person, identity, area_code=area_code)
+        revealed = reveal_person(person, identity, area_code=area_code)
         return {
             "id": person.id,
             "document_type": person.document_type,
-            "document_number": number,
             "document_masked": False,
-            "name": person.name,
             "sex": person.sex,
-            "birth_date": person.birth_date,
-            "phone": person.phone,
             "origin": person.origin,
+            **revealed,
         }
     return {
         "id": person.id,
@@ -42,7 +29,7 @@ def person_view(person: Person, identity: Identity, *, reveal: bool, area_code: 
         "name": mask_name(person.name),
         "sex": person.sex,
         "birth_date": None,
-        "phone": mask_phone(person.phone),
+        "phone": person.phone_masked,
         "origin": person.origin,
     }
 

@@ -123,12 +123,14 @@ def keys_rotate(family: str) -> None:
 @keys.command("reencrypt")
 @with_appcontext
 def keys_reencrypt() -> None:
-    """Rewrite stored document numbers under the active encryption and index keys."""
+    """Rewrite stored personal data under the active keys, bound to its rows."""
+    from anjuka.dwellings.operations import reencrypt_landlords
     from anjuka.persons.operations import reencrypt_all
 
-    changed = reencrypt_all()
+    persons = reencrypt_all()
+    landlords = reencrypt_landlords()
     db.session.commit()
-    click.echo(f"re-encrypted {changed} persons")
+    click.echo(f"re-encrypted {persons} persons, {landlords} landlords")
 
 
 @keys.command("show")

@@ -231,3 +231,28 @@ def create_estate(area: Area, name: str, address: str | None, company: str | Non
     db.session.flush()
     audit.record("estate.create", subject_type="estate", subject_id=estate.id, area_code=area.code)
     return estate
+
+
+def reencrypt_landlords(batch: int = 1000) -> int:
+    """Rewrite landlords' phones under the active encryption key (after a rotation)."""
+    from anjuka.core.protect import is_current
+
+    changed = 0
+    last_id = 0
+    while True:
+        rows = db.session.scalars(
+            sa.select(Dwelling)
+            .where(Dwelling.id > last_id, Dwelling.landlord_phone_enc.is_not(None))
+            .order_by(Dwelling.id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return changed
+        for dwelling in rows:
+            last_id = dwelling.id
+            if dwelling.landlord_phone_enc is not None and not is_current(
+                dwelling.landlord_phone_enc
+            ):
+                dwelling.landlord_phone = dwelling.landlord_phone
+                changed += 1
+        db.session.flush()

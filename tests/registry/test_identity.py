@@ -283,6 +283,15 @@ def test_key_rotation_keeps_lookups_working_and_reencrypts(
             client, desk["manager"], desk["dwelling"], _person_body(number)
         ).json["person_id"]
 
+    from anjuka.dwellings.models import Dwelling
+    from anjuka.dwellings.operations import reencrypt_landlords
+
+    patched = client.patch(
+        f"/api/v1/dwellings/{desk['dwelling']}",
+        json={"landlord_phone": "13912345678"},
+        headers=desk["manager"],
+    )
+    assert patched.status_code == 200, patched.json
     new_enc = rotate(keys_file, "encryption")
     new_idx = rotate(keys_file, "blind_index")
     assert (new_enc, new_idx) != (old_enc, old_idx)
@@ -307,8 +316,12 @@ def test_key_rotation_keeps_lookups_working_and_reencrypts(
     assert newest.document_index.startswith(f"{new_idx}:")
 
     assert reencrypt_all() == 2
+    assert reencrypt_landlords() == 1
     db.session.commit()
     assert reencrypt_all() == 0
+    assert reencrypt_landlords() == 0
+    landlord = db.session.get(Dwelling, desk["dwelling"])
+    assert encryption_key_id(landlord.landlord_phone_enc) == new_enc
     for person in db.session.scalars(sa.select(Person)):
         assert encryption_key_id(person.document_number_enc) == new_enc
         assert person.document_index.startswith(f"{new_idx}:")
@@ -323,3 +336,5 @@ def test_key_rotation_keeps_lookups_working_and_reencrypts(
         found = _lookup(client, desk["admin"], number, reveal=True)
         assert found.status_code == 200, found.json
         assert (found.json["id"], found.json["document_number"]) == (person_id, number)
+    db.session.expire_all()
+    assert db.session.get(Dwelling, desk["dwelling"]).landlord_phone == "13912345678"

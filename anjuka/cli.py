@@ -89,6 +89,11 @@ def audit_verify(anchor_file) -> None:  # type: ignore[no-untyped-def]
                 click.echo(f"audit trail REWRITTEN: {problem}", err=True)
             sys.exit(1)
     click.echo(f"audit trail intact: {result.events} events in {result.chains} chains")
+    if anchor_file is None:
+        click.echo(
+            "checked without an anchor: a tail cut off together with its chain head, or a"
+            " whole chain deleted with its head, is not detected; pass --anchor FILE"
+        )
 
 
 @audit.command("anchor")

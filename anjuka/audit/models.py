@@ -15,9 +15,12 @@ from anjuka.extensions import db
 class AuditEvent(db.Model):
     """Who did what to which subject, when and from where.
 
-    ``hash`` covers every other column and ``prev_hash``, the hash of the
-    previous event of the same chain; editing or deleting any event breaks
-    the chain at that point.
+    ``hash`` covers every other column, the id included (hash version 2),
+    and ``prev_hash``, the hash of the previous event of the same chain;
+    editing, deleting or renumbering any event breaks the chain at that
+    point. Ids increase along each chain, so the order a reader lists by is
+    the order ``verify`` checks. Events of hash version 1 (written before ids
+    were covered) keep verifying as they were written.
     """
 
     __tablename__ = "audit_events"
@@ -39,6 +42,8 @@ class AuditEvent(db.Model):
     details: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
     hash: Mapped[str] = mapped_column(sa.String(64))
+    #: 2: the id is inside the hash; 1: an event written before it was.
+    hash_version: Mapped[int] = mapped_column(sa.SmallInteger, default=2)
 
     __mapper_args__ = {"eager_defaults": False}
 

@@ -27,8 +27,12 @@ from anjuka.extensions import db
 GENESIS = "0" * 64
 
 
+#: The hash version new events are written with (the id inside the hash).
+HASH_VERSION = 2
+
+
 def _canonical(event: AuditEvent) -> bytes:
-    payload = {
+    payload: dict[str, Any] = {
         "chain": event.chain,
         "seq": event.seq,
         "occurred_at": event.occurred_at.isoformat(timespec="microseconds"),
@@ -44,6 +48,8 @@ def _canonical(event: AuditEvent) -> bytes:
         "details": event.details or {},
         "prev_hash": event.prev_hash,
     }
+    if event.hash_version >= 2:
+        payload.update(id=event.id, v=event.hash_version)
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -65,6 +71,22 @@ def _lock_head(chain: str) -> AuditChainHead:
         .where(AuditChainHead.chain == chain)
         .with_for_update()
         .execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def _next_id() -> int:
+    """The id the next event will have, taken before it is hashed.
+
+    PostgreSQL hands out the column's sequence (the caller holds the chain's
+    head lock, so ids increase along a chain); SQLite serialises writers, so
+    the next rowid is one more than the largest.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        return db.session.execute(
+            sa.text("SELECT nextval(pg_get_serial_sequence('audit_events', 'id'))")
+        ).scalar_one()
+    return db.session.execute(
+        sa.text("SELECT coalesce(max(id), 0) + 1 FROM audit_events")
     ).scalar_one()
 
 
@@ -109,6 +131,8 @@ def record(
     actor_type, actor_id, actor_name = actor or _actor()
     head = _lock_head(chain)
     event = AuditEvent(
+        id=_next_id(),
+        hash_version=HASH_VERSION,
         chain=chain,
         seq=head.seq + 1,
         occurred_at=utcnow(),
@@ -143,10 +167,14 @@ class VerifyResult:
     reason: str | None = None
 
 
-def _check_link(event: AuditEvent, chain: str, seq: int, prev_hash: str) -> str | None:
+def _check_link(
+    event: AuditEvent, chain: str, seq: int, prev_hash: str, prev_id: int | None
+) -> str | None:
     """Why ``event`` does not continue its chain where it should, if it does not."""
     if event.seq != seq:
         return f"chain {chain}: event missing before seq {event.seq}"
+    if prev_id is not None and event.id <= prev_id:
+        return f"chain {chain}: event {event.id} listed before the event it follows"
     if event.prev_hash != prev_hash:
         return f"chain {chain}: link to previous event broken"
     if event_hash(event) != event.hash:
@@ -172,7 +200,7 @@ def verify(batch_size: int = 5000) -> VerifyResult:
         try:
             for event in result:
                 total += 1
-                problem = _check_link(event, chain, expected_seq, expected_prev)
+                problem = _check_link(event, chain, expected_seq, expected_prev, last_id)
                 if problem:
                     problems.append((event.id, problem))
                     break

@@ -194,6 +194,52 @@ def test_verify_finds_edits_and_deletions(client, create_user, create_area, crea
     assert verify().first_bad_event_id == chain_a[2]
 
 
+def _swap_ids(first: int, second: int) -> None:
+    """Renumber two events into each other's place (through a free id)."""
+    table = AuditEvent.__table__
+    spare = 10**9
+    for source, target in ((first, spare), (second, first), (spare, second)):
+        _sql(table.update().where(table.c.id == source).values(id=target))
+
+
+def test_swapping_the_ids_of_two_events_is_detected(
+    client, create_user, create_area, create_dwelling
+):
+    create_area("A")
+    create_area("B")
+    for _ in range(3):
+        create_dwelling("A")
+        create_dwelling("B")
+    chain_a = [e.id for e in _events() if e.chain == "area:A"]
+    chain_b = [e.id for e in _events() if e.chain == "area:B"]
+    assert verify().ok
+    # Within a chain and across two chains: either way the list order would lie.
+    for first, second in ((chain_a[1], chain_a[2]), (chain_a[1], chain_b[2])):
+        _swap_ids(first, second)
+        result = verify()
+        assert not result.ok
+        assert result.first_bad_event_id in (first, second), result
+        _swap_ids(first, second)
+        assert verify().ok
+
+
+def test_the_trail_is_listed_in_the_order_verify_checks(
+    client, create_user, create_area, create_dwelling
+):
+    auditor = create_user("auditor")
+    create_area("A")
+    create_area("B")
+    for _ in range(3):
+        create_dwelling("A")
+        create_dwelling("B")
+    listed = client.get("/api/v1/audit?page_size=100", headers=auditor["headers"]).json
+    ids = [e["id"] for e in listed]
+    assert ids == sorted(ids, reverse=True)
+    for chain in ("area:A", "area:B"):
+        seqs = [e["seq"] for e in reversed(listed) if e["chain"] == chain]
+        assert seqs == list(range(1, len(seqs) + 1))
+
+
 def _run(args: list[str], env: dict, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         [ANJUKA_COMMAND, *args],
@@ -250,6 +296,8 @@ def test_the_verify_command_names_the_first_broken_event(populated):
     ok = run_verify()
     assert ok.returncode == 0, ok.stderr
     assert f"intact: {total} events" in ok.stdout
+    # Without an anchor it says what it could not see.
+    assert "without an anchor" in ok.stdout
 
     target = ids["area:X"][1]
     with engine.connect() as conn:

@@ -32,6 +32,10 @@ class Config:
     timezone: str = "Asia/Shanghai"
     #: Connections per process on PostgreSQL (size it to gunicorn's threads).
     db_pool_size: int | None = None
+    #: "thread": each gunicorn worker (shipped config) also delivers webhooks.
+    webhook_worker: str | None = None
+    #: Seconds between webhook passes when no commit wakes the worker.
+    webhook_interval: float = 5.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:
@@ -50,6 +54,10 @@ class Config:
             values["timezone"] = env["ANJUKA_TIMEZONE"]
         if env.get("ANJUKA_DB_POOL_SIZE"):
             values["db_pool_size"] = int(env["ANJUKA_DB_POOL_SIZE"])
+        if env.get("ANJUKA_WEBHOOK_WORKER"):
+            values["webhook_worker"] = env["ANJUKA_WEBHOOK_WORKER"]
+        if env.get("ANJUKA_WEBHOOK_INTERVAL"):
+            values["webhook_interval"] = float(env["ANJUKA_WEBHOOK_INTERVAL"])
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 

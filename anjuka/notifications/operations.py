@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import threading
 from collections.abc import Callable
@@ -362,13 +361,32 @@ def stop_worker_thread(
     thread.join(timeout)
 
 
+def start_in_server_worker(app: Flask) -> None:
+    """Start the delivery thread in this server worker, if configured (``webhook_worker``).
+
+    Called by the shipped gunicorn config after each worker has forked and
+    loaded the app: a thread started in the preloading master would never
+    be woken by the workers' commits (and threads do not survive a fork).
+    """
+    config = app.extensions["anjuka_config"]
+    if config.webhook_worker == "thread" and "anjuka_webhook_worker" not in app.extensions:
+        app.extensions["anjuka_webhook_worker"] = start_worker_thread(
+            app, interval=config.webhook_interval
+        )
+
+
+def stop_in_server_worker(app: Flask) -> None:
+    """Let this worker's delivery thread finish its pass (at the worker's exit)."""
+    running = app.extensions.pop("anjuka_webhook_worker", None)
+    if running is not None:
+        stop_worker_thread(*running)
+
+
 def connect(app: Flask) -> None:
-    """Subscribe the outbox to new alerts; start the worker thread if configured."""
+    """Subscribe the outbox to new alerts (the worker runs elsewhere: see run_worker)."""
     from anjuka.core import signals
 
     signals.alert_raised.connect(enqueue_alert)
     if not sa.event.contains(sa.orm.Session, "after_commit", _after_commit):
         sa.event.listen(sa.orm.Session, "after_commit", _after_commit)
         sa.event.listen(sa.orm.Session, "after_rollback", _after_rollback)
-    if os.environ.get("ANJUKA_WEBHOOK_WORKER") == "thread" and not app.config.get("TESTING"):
-        app.extensions["anjuka_webhook_worker"] = start_worker_thread(app)

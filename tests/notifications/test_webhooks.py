@@ -241,3 +241,87 @@ def test_the_deliver_command_sends_what_is_due(app, client, crowded_city, receiv
     assert result.exit_code == 0, result.output
     assert "2 delivered" in result.output
     assert len(receiver.accepted) == 2
+
+
+@pytest.mark.postgres
+def test_under_gunicorn_each_worker_delivers_what_its_commits_queue(
+    tmp_path, keys_file, receiver: Receiver
+):
+    """The shipped config preloads the app: the thread must run in the workers, not the master.
+
+    With an hour between idle passes, only a thread in the worker whose
+    commit queued the delivery (woken by that commit) sends it promptly.
+    """
+    import requests
+    from served import gunicorn
+    from throwaway_db import throwaway_database
+
+    from anjuka import create_app
+    from anjuka.areas.operations import create_area
+    from anjuka.auth.operations import create_user
+    from anjuka.config import Config
+    from anjuka.core.time import local_today
+    from anjuka.dwellings.operations import create_dwelling
+
+    instance = tmp_path / "instance"
+    with throwaway_database("postgresql", tmp_path, "anjuka_served") as url:
+        setup = create_app(Config(instance_path=instance, database_url=url, keys_file=keys_file))
+        with setup.app_context():
+            db.create_all()
+            area = create_area("W", "W", None, {"registration_deadline_days": 3})
+            dwelling = create_dwelling(
+                area, None, {"address": "1 Hook Road", "rooms": 4, "usable_area_m2": 80}
+            )
+            create_user("hookadmin", "admin", "long enough password")
+            db.session.commit()
+            dwelling_id = dwelling.id
+            db.session.remove()
+            db.engine.dispose()
+        env = {
+            "ANJUKA_DATABASE_URL": url,
+            "ANJUKA_INSTANCE_PATH": str(instance),
+            "ANJUKA_KEYS_FILE": str(keys_file),
+            "ANJUKA_WEBHOOK_WORKER": "thread",
+            "ANJUKA_WEBHOOK_INTERVAL": "3600",
+        }
+        with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as base:
+            token = requests.post(
+                f"{base}/api/v1/auth/tokens",
+                json={"username": "hookadmin", "password": "long enough password"},
+                timeout=10,
+            ).json()["token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            hook = requests.post(
+                f"{base}/api/v1/webhooks",
+                json={"area_code": "W", "url": receiver.url},
+                headers=headers,
+                timeout=10,
+            )
+            assert hook.status_code == 201, hook.text
+            arrivals = []
+            for n in range(3):  # late registrations: each raises an alert at once
+                arrived = requests.post(
+                    f"{base}/api/v1/residences",
+                    json={
+                        "dwelling_id": dwelling_id,
+                        "arrived_on": (local_today() - timedelta(days=30)).isoformat(),
+                        "person": {
+                            "document_type": "passport",
+                            "document_number": f"W0000000{n}",
+                            "name": "Wu",
+                        },
+                    },
+                    headers=headers,
+                    timeout=10,
+                )
+                assert arrived.status_code == 201, arrived.text
+                arrivals.append(arrived.json()["id"])
+            deadline = time.monotonic() + 30
+            while len(receiver.alert_ids()) < 3 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            kinds = [json.loads(body)["alert"]["kind"] for _, body in receiver.accepted]
+            assert kinds == ["late_registration"] * 3
+            subjects = sorted(
+                int(json.loads(b)["alert"]["subject_id"]) for _, b in receiver.accepted
+            )
+            assert subjects == sorted(arrivals)

@@ -170,11 +170,12 @@ def bulk_load(dwellings: int, residents: int, seed: int) -> City:
     for _ in range(residents + past):
         parsed = parse_document("resident_id", id_number(rng, used))
         city.numbers.append(parsed.number)
+        index = blind_index(f"resident_id:{parsed.number}", _PURPOSE)
         person_rows.append(
             {
                 "document_type": "resident_id",
-                "document_number_enc": encrypt(parsed.number, _PURPOSE),
-                "document_index": blind_index(f"resident_id:{parsed.number}", _PURPOSE),
+                "document_number_enc": encrypt(parsed.number, _PURPOSE, f"persons:{index}"),
+                "document_index": index,
                 "document_masked": mask_document(parsed.number),
                 "name": "王" + "伟芳娜敏静丽强磊"[rng.randrange(8)],
                 "sex": parsed.sex,

@@ -10,6 +10,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from anjuka import create_app
 from anjuka.alerts.commands import sweep
 from anjuka.extensions import db
+from anjuka.imports.commands import gen_city
 from anjuka.notifications.commands import webhooks
 
 
@@ -241,6 +242,7 @@ cli.add_command(demo)
 cli.add_command(webhooks)
 cli.add_command(sweep)
 cli.add_command(readers)
+cli.add_command(gen_city)
 
 
 def main() -> None:

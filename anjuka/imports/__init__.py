@@ -1,0 +1,1 @@
+"""City scale: legacy records in, and a synthetic city to test and measure with."""

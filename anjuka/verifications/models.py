@@ -50,7 +50,7 @@ class Inspection(db.Model):
     officer_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
     #: Where the officer stood, when they said.
     dwelling_id: Mapped[int | None] = mapped_column(sa.ForeignKey("dwellings.id"), index=True)
-    #: For scoping: the dwelling's area, else the area of the card's residence.
+    #: For scoping: where the check happened (``operations.check_area``).
     area_id: Mapped[int | None] = mapped_column(sa.ForeignKey("areas.id"), index=True)
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

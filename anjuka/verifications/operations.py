@@ -34,8 +34,9 @@ import sqlalchemy as sa
 
 from anjuka.alerts import occupancy
 from anjuka.alerts.operations import raise_alert
+from anjuka.areas.models import Area
 from anjuka.audit import operations as audit
-from anjuka.auth.scope import dwelling_filter
+from anjuka.auth.scope import area_in_scope, dwelling_filter, scope_of
 from anjuka.cards.models import Card
 from anjuka.cards.signing import derive_card_key
 from anjuka.core.errors import AppError, Conflict, InvalidInput
@@ -398,19 +399,56 @@ def _answer(identity: Identity, check: Check, inspection: Inspection, alerts: li
     }
 
 
-def _alert_area(check: Check, place: Place) -> int | None:
+def check_area(identity: Identity, check: Check, place: Place) -> Area | None:
+    """Where the check happened: the area its inspection and alerts belong to.
+
+    The dwelling the officer named; else the card's area when it lies in the
+    officer's own scope (an admin's scope is everything); else the officer's
+    own area, the first by code when they have several. Never the area a
+    record merely claims: a forged record naming another area's card must not
+    raise an alert there that its sender cannot even see. An admin (whose
+    scope is everything) checking neither at a dwelling nor a known card
+    leaves it empty: alerts without an area are seen by admins only.
+    """
     if place.dwelling is not None:
-        return place.dwelling.area_id
+        return place.dwelling.area
     if check.residence is not None:
-        return check.residence.dwelling.area_id
-    return None
+        area = check.residence.dwelling.area
+        if area_in_scope(identity, area):
+            return area
+    paths = scope_of(identity).area_paths
+    if not paths:
+        return None
+    return db.session.scalar(
+        sa.select(Area).where(Area.path.in_(paths)).order_by(Area.code).limit(1)
+    )
+
+
+def _clone_subject(identity: Identity, check: Check) -> tuple[str, str]:
+    """What a clone_suspected alert is about: the card, or the chip presented.
+
+    A card outside the caller's scope is not the subject: its own area may
+    have a live alert on it, and the one live alert per kind and subject
+    would move that alert here and show it to the caller. The chip (its UID)
+    is what the caller saw, so the alert is about the chip.
+    """
+    card = check.card
+    if check.uid is None:  # a number typed in: no chip to name
+        return "card", card.card_no if card is not None else str(check.claimed_card_no)
+    if card is not None and area_in_scope(identity, card.residence.dwelling.area):
+        return "card", card.card_no
+    return "chip", check.uid
 
 
 def _raise_alerts(
-    check: Check, place: Place, inspection: Inspection, elsewhere: Inspection | None
+    identity: Identity,
+    check: Check,
+    place: Place,
+    inspection: Inspection,
+    elsewhere: Inspection | None,
 ) -> list[dict]:
     raised = []
-    area_id = _alert_area(check, place)
+    area_id = inspection.area_id
     at = place.checked_at
     common = {
         "inspection_id": inspection.id,
@@ -431,14 +469,15 @@ def _raise_alerts(
     if check.result == "clone_suspected" or (
         check.result == "forged" and check.claimed_card_no is not None
     ):
-        card_no = check.card.card_no if check.card is not None else check.claimed_card_no
+        subject_type, subject_id = _clone_subject(identity, check)
         alert = raise_alert(
             "clone_suspected",
-            "card",
-            card_no,
+            subject_type,
+            subject_id,
             area_id=area_id,
             details={
                 **common,
+                "card_no": check.card.card_no if check.card is not None else check.claimed_card_no,
                 "result": check.result,
                 "reason": check.reason,
                 "uid": check.uid,
@@ -472,6 +511,7 @@ def record_inspection(identity: Identity, check: Check, place: Place) -> Inspect
             errors={"dwelling_id": ["Required with observed_headcount."]},
         )
     elsewhere = judge(check, place)
+    area = check_area(identity, check, place)
     registered = (
         occupant_counts([place.dwelling.id])[place.dwelling.id]
         if place.dwelling is not None
@@ -481,7 +521,7 @@ def record_inspection(identity: Identity, check: Check, place: Place) -> Inspect
         client_id=place.client_id,
         officer_id=identity.id,
         dwelling_id=place.dwelling.id if place.dwelling is not None else None,
-        area_id=_alert_area(check, place),
+        area_id=area.id if area is not None else None,
         checked_at=place.checked_at,
         recorded_at=utcnow(),
         input_kind=check.input_kind,
@@ -502,21 +542,14 @@ def record_inspection(identity: Identity, check: Check, place: Place) -> Inspect
     )
     db.session.add(inspection)
     db.session.flush()
-    alerts = _raise_alerts(check, place, inspection, elsewhere)
+    alerts = _raise_alerts(identity, check, place, inspection, elsewhere)
     inspection.answer = _answer(identity, check, inspection, alerts)
     db.session.flush()
-    area_code = None
-    if inspection.area_id is not None:
-        area_code = (
-            place.dwelling.area.code
-            if place.dwelling is not None
-            else check.residence.dwelling.area.code  # type: ignore[union-attr]
-        )
     audit.record(
         "inspection.record",
         subject_type="inspection",
         subject_id=inspection.id,
-        area_code=area_code,
+        area_code=area.code if area is not None else None,
         details={
             "input_kind": check.input_kind,
             "result": check.result,

@@ -11,6 +11,7 @@ from cardkit import new_uid
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from anjuka.alerts.models import Alert
+from anjuka.areas.models import Area
 from anjuka.audit.models import AuditEvent
 from anjuka.core.time import local_today, utcnow
 from anjuka.extensions import db
@@ -399,3 +400,65 @@ def test_offline_uploads_are_judged_as_of_their_time_and_recorded_once(client, p
         headers=officer["headers"],
     )
     assert future.status_code == 422
+
+
+def listed_alerts(client, user, kind: str = "clone_suspected") -> list[dict]:
+    response = client.get(f"/api/v1/alerts?kind={kind}", headers=user["headers"])
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def test_a_forged_record_of_another_areas_card_alerts_where_the_check_was(
+    client, patrol, create_area, create_user
+):
+    """An officer of Q forging a record of P's card raises nothing in P, and sees what it raised."""
+    card = patrol["card"]
+    # P's own live alert on the card: a copy of its record found by P's officer.
+    copied = verify(client, patrol["officer"], uid=new_uid(), record=card.record.hex())
+    assert copied["result"] == "clone_suspected"
+    [home_alert] = alerts_of("clone_suspected")
+    assert (home_alert.area.code, home_alert.subject_id) == ("P1", card.card_no)
+
+    decoded, _ = decode_record(card.record)
+    forger = Ed25519PrivateKey.generate()
+    outsider = patrol["outsider"]
+    uid = new_uid()
+    forged = sign_record(decoded, bytes.fromhex(uid), forger)
+    answer = verify(client, outsider, uid=uid, record=forged.hex())
+    assert (answer["result"], answer["reason"]) == ("forged", "bad_signature")
+    assert answer["details_withheld"] is True
+
+    alerts = alerts_of("clone_suspected")
+    assert len(alerts) == 2
+    home, raised = alerts
+    # P's alert is untouched: same area, one sighting, nothing of Q's check in it.
+    assert (home.area.code, home.count, home.subject_id) == ("P1", 1, card.card_no)
+    assert home.details["officer_id"] == patrol["officer"]["id"]
+    # Q's alert is in Q, about the chip Q's officer held, and Q's officer sees it.
+    assert raised.area.code == "Q"
+    assert (raised.subject_type, raised.subject_id) == ("chip", uid)
+    assert raised.severity == "critical"
+    assert [a["id"] for a in listed_alerts(client, outsider)] == [raised.id]
+    assert [a["id"] for a in listed_alerts(client, patrol["supervisor"])] == [home.id]
+    inspection = db.session.get(Inspection, answer["inspection_id"])
+    assert db.session.get(Area, inspection.area_id).code == "Q"
+
+    # An officer of two areas: the first of them by code, whatever order they were given in.
+    create_area("R")
+    two = create_user("officer", ["area:R", "area:Q"])
+    other_uid = new_uid()
+    verify(
+        client,
+        two,
+        uid=other_uid,
+        record=sign_record(decoded, bytes.fromhex(other_uid), forger).hex(),
+    )
+    [third] = [a for a in alerts_of("clone_suspected") if a.subject_id == other_uid]
+    assert third.area.code == "Q"
+
+    # An admin's scope is everything: the card's own area, on the card.
+    admin = create_user("admin")
+    verify(client, admin, uid=new_uid(), record=card.record.hex())
+    db.session.expire_all()
+    home = db.session.get(Alert, home.id)
+    assert (home.area.code, home.count) == ("P1", 2)

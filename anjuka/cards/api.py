@@ -16,6 +16,7 @@ from anjuka.cards.permissions import (
     get_person_in_scope_or_404,
     get_reader_or_404,
     get_residence_or_404,
+    usable_reader,
     visible_cards,
 )
 from anjuka.cards.readers import create_reader
@@ -54,7 +55,8 @@ def reader_view(reader: Reader, token: str | None = None) -> dict:
     return view
 
 
-def _choose_reader(reader_id: int | None, default_id: int | None):  # type: ignore[no-untyped-def]
+def _choose_reader(reader_id: int | None, default_id: int | None) -> tuple[Reader, bool]:
+    """The reader named, else the one used before, locked; and whether it was named."""
     chosen = reader_id or default_id
     if chosen is None:
         raise AppError(
@@ -63,7 +65,7 @@ def _choose_reader(reader_id: int | None, default_id: int | None):  # type: igno
             status=422,
             errors={"reader_id": ["No earlier reader to default to."]},
         )
-    return desk_reader(chosen)
+    return desk_reader(chosen), reader_id is not None
 
 
 @blp.route("/cards", methods=["POST"])
@@ -78,6 +80,7 @@ def issue_card(body: dict):
     """
     reader = desk_reader(body["reader_id"])
     residence = get_residence_or_404(body["residence_id"], for_update=True)
+    usable_reader(reader, residence.dwelling)
     card, job = operations.issue_card(residence, reader)
     db.session.commit()
     return {
@@ -115,8 +118,9 @@ def revoke_card(body: dict, card_no: str):
 def return_card(body: dict, card_no: str):
     """Take a card back: an erase job; the card is ``returned`` once the chip is wiped."""
     card = get_card_or_404(card_no)
-    reader = _choose_reader(body.get("reader_id"), operations.writer_of(card))
+    reader, named = _choose_reader(body.get("reader_id"), operations.writer_of(card))
     card = get_card_or_404(card_no, for_update=True)
+    usable_reader(reader, card.residence.dwelling, named=named)
     job = operations.return_card(card, reader)
     db.session.commit()
     return {
@@ -136,8 +140,9 @@ def retry_card(body: dict, card_no: str):
     """Queue the issuance of a pending card again after its job failed or was cancelled."""
     card = get_card_or_404(card_no)
     last = operations.card_view(card)["job"]
-    reader = _choose_reader(body.get("reader_id"), last["reader_id"] if last else None)
+    reader, named = _choose_reader(body.get("reader_id"), last["reader_id"] if last else None)
     card = get_card_or_404(card_no, for_update=True)
+    usable_reader(reader, card.residence.dwelling, named=named)
     job = operations.retry_issue(card, reader)
     db.session.commit()
     return {

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from anjuka.auth.scope import dwelling_filter
 from anjuka.cards.models import Card, CardJob, Reader
 from anjuka.cards.operations import lock_card
+from anjuka.cards.readers import reader_serves
 from anjuka.core.errors import Conflict, InvalidInput, NotFound
 from anjuka.core.security import require_identity
 from anjuka.dwellings.models import Dwelling
@@ -109,11 +110,38 @@ def get_reader_or_404(reader_id: int, *, lock: str | None = None) -> Reader:
 
 
 def desk_reader(reader_id: int) -> Reader:
-    """The active reader a desk names for a job, its row held shared until commit."""
-    reader = get_reader_or_404(reader_id, lock="share")
-    if not reader.active:
-        raise Conflict(f"Reader {reader.name!r} has been revoked.", code="reader_revoked")
-    return reader
+    """The reader a desk names for a job, its row held shared until commit, or 404.
+
+    Whether the desk may use it for the dwelling at hand is :func:`usable_reader`,
+    once the residence or card is loaded (after the reader: see above).
+    """
+    return get_reader_or_404(reader_id, lock="share")
+
+
+def usable_reader(reader: Reader, dwelling: Dwelling, *, named: bool = True) -> Reader:
+    """``reader`` if the caller may queue a job for ``dwelling`` on it: active, serving it.
+
+    Any other reader answers exactly as an unknown id (404 ``reader_not_found``)
+    and names nothing: a desk must not learn what other desks, or revoked
+    ones, are called. Admins, who list every reader anyway, are told why. A
+    reader the desk did not name (the one that served the card before, when
+    ``named`` is false) asks the desk to name one instead.
+    """
+    if reader.active and reader_serves(reader, dwelling):
+        return reader
+    if require_identity().is_admin:
+        if not reader.active:
+            raise Conflict(f"Reader {reader.name!r} has been revoked.", code="reader_revoked")
+        raise Conflict(
+            f"Reader {reader.name!r} does not serve this dwelling.", code="reader_not_serving"
+        )
+    if not named:
+        raise InvalidInput(
+            "Name the reader for this job.",
+            code="reader_required",
+            errors={"reader_id": ["The reader used before cannot take this job."]},
+        )
+    raise NotFound(f"No reader {reader.id}.", code="reader_not_found")
 
 
 def own_reader(reader_id: int) -> Reader:

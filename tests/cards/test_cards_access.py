@@ -212,7 +212,49 @@ def test_a_revoked_reader_is_locked_out_and_its_jobs_cancelled(desk, cast):
     card = desk.card(issued["card_no"])
     assert card["job"]["status"] == "cancelled"
     assert card["job"]["error"] == "the reader was revoked"
+    # The desk is told no more than for a reader that never existed; an admin is told why.
     refused = desk.issue(desk.arrive_here()["id"])
-    assert (refused.status_code, refused.json["error"]) == (409, "reader_revoked")
+    assert (refused.status_code, refused.json["error"]) == (404, "reader_not_found")
+    told = desk.issue(desk.arrive_here()["id"], headers=cast["admin"]["headers"])
+    assert (told.status_code, told.json["error"]) == (409, "reader_revoked")
     again = desk.post(f"/readers/{desk.reader_id}/revoke", {}, cast["admin"]["headers"])
     assert again.json["error"] == "reader_revoked"
+
+
+def test_a_reader_the_desk_cannot_use_reads_as_an_unknown_one(
+    desk, cast, create_estate, make_reader
+):
+    """Another desk's reader, or a revoked one, is refused exactly like a made-up id."""
+    other_estate = create_estate(desk.area_code, name="Other estate")
+    other_reader, _ = make_reader(estate_id=other_estate, name="desk-B")
+    revoked_reader, _ = make_reader(estate_id=desk.estate_id, name="desk-gone")
+    revoked = desk.post(f"/readers/{revoked_reader}/revoke", {}, cast["admin"]["headers"])
+    assert revoked.status_code == 200, revoked.json
+    unknown_id = 999_999
+
+    def unknown_like(reader_id: int) -> dict:
+        answer = desk.issue(desk.arrive_here()["id"], reader_id=unknown_id)
+        assert answer.status_code == 404, answer.json
+        body = dict(answer.json)
+        body["message"] = body["message"].replace(str(unknown_id), str(reader_id))
+        return body
+
+    for reader_id, name in ((other_reader, "desk-B"), (revoked_reader, "desk-gone")):
+        refused = desk.issue(desk.arrive_here()["id"], reader_id=reader_id)
+        assert refused.status_code == 404, refused.json
+        assert refused.json == unknown_like(reader_id)
+        assert name not in refused.get_data(as_text=True)
+
+    # Retry and return, naming the other desk's reader, answer the same.
+    active = desk.active_card()
+    desk.post(f"/cards/{active['card_no']}/revoke", {"reason": "lost"})
+    taken_back = desk.post(f"/cards/{active['card_no']}/return", {"reader_id": other_reader})
+    assert taken_back.status_code == 404
+    assert taken_back.json == unknown_like(other_reader)
+
+    # An admin may list every reader anyway, so an admin is told why.
+    admin = cast["admin"]["headers"]
+    residence = desk.arrive_here()
+    told = desk.issue(residence["id"], reader_id=other_reader, headers=admin)
+    assert (told.status_code, told.json["error"]) == (409, "reader_not_serving")
+    assert "desk-B" in told.json["message"]

@@ -313,7 +313,7 @@ def test_issue_refusals(desk, create_area, create_estate, create_dwelling, make_
     other_estate = create_estate(other_area)
     foreign_reader, _ = make_reader(estate_id=other_estate)
     refused = desk.issue(residence["id"], reader_id=foreign_reader)
-    assert (refused.status_code, refused.json["error"]) == (409, "reader_not_serving")
+    assert (refused.status_code, refused.json["error"]) == (404, "reader_not_found")
     # A reader for the whole area serves the estate in it; an unscoped one serves all.
     area_reader, _ = make_reader(area_code=desk.area_code)
     assert desk.issue(residence["id"], reader_id=area_reader).status_code == 202

@@ -95,18 +95,27 @@ class JobClient:
             timeout=wait + self.timeout,
         )
 
-    def post_uid(self, job_id: int, uid: str, card_type: str) -> dict[str, Any]:
-        """Bind the job to a card; returns ``{"record", "keys"}``."""
+    def post_uid(
+        self, job_id: int, uid: str, card_type: str, attempt: int | None = None
+    ) -> dict[str, Any]:
+        """Bind the job to a card; returns ``{"record", "keys"}``.
+
+        ``attempt`` is the attempt the job came with: the server refuses a UID
+        sent for an attempt that is over (``stale_attempt``).
+        """
+        report: dict[str, Any] = {"uid": uid, "card_type": card_type}
+        if attempt is not None:
+            report["attempt"] = attempt
         body: dict[str, Any] = self._request(
             "POST",
             f"/readers/{self.reader_id}/jobs/{job_id}/uid",
             params=self._holder(),
-            json={"uid": uid, "card_type": card_type},
+            json=report,
         )
         return body
 
     def post_result(self, job_id: int, result: dict[str, Any]) -> Any:
-        """Report a job's outcome."""
+        """Report a job's outcome (with the ``attempt`` it belongs to, when known)."""
         return self._request(
             "POST",
             f"/readers/{self.reader_id}/jobs/{job_id}/result",

@@ -34,6 +34,16 @@ class Stopping(Exception):
     """The daemon was asked to stop."""
 
 
+def _attempt_of(job: dict[str, Any]) -> dict[str, int]:
+    """``{"attempt": N}`` for the reports of ``job``, so the server can refuse a stale one.
+
+    A job that has been handed out again since (its lease ran out) is at a later
+    attempt: a report of this one must not be applied to that.
+    """
+    attempt = job.get("attempt")
+    return {"attempt": attempt} if isinstance(attempt, int) and attempt > 0 else {}
+
+
 @dataclass(frozen=True)
 class DaemonConfig:
     """Tunables; the defaults suit a desk."""
@@ -190,6 +200,7 @@ class Daemon:
         if result is None:
             self.journal.clear()  # nothing to report (already reported)
             return
+        result = {**result, **_attempt_of(job)}
         entry.update(phase="reporting", result=result)
         self.journal.save(entry)
         self._report(entry)
@@ -216,8 +227,14 @@ class Daemon:
             result["error"] = f"no card was presented within {seconds:g} s"
         return result
 
-    def _report_unknown(self, job_id: int, uid: str) -> None:
-        body = {"outcome": "unknown", "uid": uid, "error": "card removed during the write"}
+    def _report_unknown(self, job: dict[str, Any], uid: str) -> None:
+        job_id = job["id"]
+        body = {
+            "outcome": "unknown",
+            "uid": uid,
+            "error": "card removed during the write",
+            **_attempt_of(job),
+        }
         try:
             self._call("report unknown", self.client.post_result, job_id, body)
         except ServerRejected as exc:
@@ -255,7 +272,12 @@ class Daemon:
             try:
                 log.info("job %s: card %s (%s) presented", job_id, uid, presented.card_type)
                 bound = self._call(
-                    "send UID", self.client.post_uid, job_id, uid, presented.card_type
+                    "send UID",
+                    self.client.post_uid,
+                    job_id,
+                    uid,
+                    presented.card_type,
+                    _attempt_of(job).get("attempt"),
                 )
                 record = bytes.fromhex(bound["record"])
                 decode_record(record)
@@ -269,7 +291,7 @@ class Daemon:
                 return {"outcome": "done", "uid": uid, "record": read_back.hex()}
             except CardRemovedError:
                 log.warning("job %s: card %s left during the write", job_id, uid)
-                self._report_unknown(job_id, uid)
+                self._report_unknown(job, uid)
                 torn_uid = uid
             except ServerRejected as exc:
                 if isinstance(exc, Unauthorized):
@@ -324,7 +346,7 @@ class Daemon:
                 return {"outcome": "done", "uid": uid}
             except CardRemovedError:
                 log.warning("job %s: card %s left during the erase", job_id, uid)
-                self._report_unknown(job_id, uid)
+                self._report_unknown(job, uid)
                 torn = True
                 deadline = time.monotonic() + self.config.card_timeout
             except (CardError, TransportError, ValueError) as exc:

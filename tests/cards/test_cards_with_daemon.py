@@ -7,11 +7,17 @@ per-card keys must work with the real card protocols, tears included.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+import sqlalchemy as sa
 from card_helpers import in_process_session
 
+from anjuka.cards.models import CardJob
 from anjuka.cards.signing import card_keys
 from anjuka.core.keys import keyring
+from anjuka.core.time import utcnow
+from anjuka.extensions import db
 from cardreader.client import JobClient
 from cardreader.daemon import Daemon as CardDaemon
 from cardreader.daemon import DaemonConfig
@@ -138,3 +144,58 @@ def test_return_erases_the_chip(desk, card_daemon, card_type):
     final = desk.card(card_no)
     assert final["status"] == "returned", final
     assert on_chip(reader, card_type) is None
+
+
+def _hand_out_again(desk, job_id: int) -> dict:  # type: ignore[no-untyped-def]
+    """Let the job's lease run out and poll as the same (anonymous) daemon: a new attempt."""
+    db.session.execute(
+        sa.update(CardJob)
+        .where(CardJob.id == job_id)
+        .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+    )
+    db.session.commit()
+    job = desk.daemon.next_job()
+    assert job["id"] == job_id
+    return job
+
+
+def test_the_daemon_sends_its_attempt_so_a_stale_uid_is_refused(desk, card_daemon):
+    """The daemon waits for a card while its attempt is handed out again: its UID is refused."""
+    card_no = desk.issue(desk.arrive_here()["id"]).json["card_no"]
+    sim = new_sim("cpu")
+    reader = MemoryReader()
+    seen: dict = {}
+
+    def meanwhile(r: MemoryReader) -> None:
+        if not seen:
+            job_id = desk.card(card_no)["job"]["id"]
+            seen["again"] = _hand_out_again(desk, job_id)
+            r.insert(sim)
+
+    reader.on_wait = meanwhile
+    daemon = card_daemon(reader)
+    daemon.step()
+    assert seen["again"]["attempt"] == 2
+    job = desk.card(card_no)["job"]
+    # The UID of attempt 1 was not bound to attempt 2, and nothing was written.
+    assert (job["status"], job["attempt"]) == ("claimed", 2), job
+    assert desk.card(card_no)["uid"] is None
+    assert on_chip(reader, "cpu") is None
+    assert daemon.journal.load() is None
+
+
+def test_the_daemon_sends_its_attempt_so_a_stale_failure_is_refused(desk, card_daemon):
+    """No card came during attempt 1, which was handed out again: its failure is not attempt 2's."""
+    card_no = desk.issue(desk.arrive_here()["id"]).json["card_no"]
+    reader = MemoryReader()
+    seen: dict = {}
+
+    def meanwhile(r: MemoryReader) -> None:
+        if not seen:
+            seen["again"] = _hand_out_again(desk, desk.card(card_no)["job"]["id"])
+
+    reader.on_wait = meanwhile
+    card_daemon(reader).step()
+    assert seen["again"]["attempt"] == 2
+    job = desk.card(card_no)["job"]
+    assert (job["status"], job["attempt"], job["error"]) == ("claimed", 2, None), job

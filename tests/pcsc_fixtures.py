@@ -171,6 +171,7 @@ def cardsim(pcscd: list[str], tmp_path: Path) -> Iterator[Callable[..., SimProce
         reinsert_after: float | None = None,
         clone_of: Path | None = None,
         wait: bool = True,
+        tear_write: str | None = None,
     ) -> SimProcess:
         for other in running:
             if other.port == port and other.proc.poll() is None:
@@ -184,6 +185,8 @@ def cardsim(pcscd: list[str], tmp_path: Path) -> Iterator[Callable[..., SimProce
         if tear_after is not None:
             points = [tear_after] if isinstance(tear_after, int) else tear_after
             args += ["--tear-after", ",".join(str(point) for point in points)]
+        if tear_write is not None:
+            args += ["--tear-write", tear_write]
         if reinsert_after is not None:
             args += ["--reinsert-after", str(reinsert_after)]
         if clone_of is not None:

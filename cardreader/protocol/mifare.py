@@ -140,21 +140,27 @@ class MifareSession:
         """
         per_card: Candidate = (KEY_B, keys.key_b)
         transport: Candidate = (KEY_A, keys.transport_key)
+        # A trailer write torn after the new key A and access bits, before the
+        # new key B, leaves a sector that opens only with the old key B.
+        half_done: Candidate = (KEY_B, keys.transport_key)
         try:
             self.authenticate_sector(self.profile.sectors[-1], [per_card])
             return 0
         except errors.AuthenticationError:
             pass
-        order = [per_card, transport]
+        default = [per_card, transport, half_done]
+        order = default
         changed = 0
         for sector in self.profile.sectors:
             used = self.authenticate_sector(sector, order)
-            if used == transport:
+            if used != per_card:
                 self.update_block(sector * 4 + 3, sector_trailer(keys.key_a, keys.key_b))
                 self._auth = None  # new keys apply from the next authentication
                 changed += 1
-            # Blank cards are blank throughout: ask for the likely key first.
-            order = [used, per_card if used == transport else transport]
+            # Blank cards are blank throughout: ask for the likely key first. A half
+            # done sector is the one torn: never try the old key B first on the next,
+            # where a transport sector would let it in but refuse it the write.
+            order = default if used == half_done else [used, *(c for c in default if c != used)]
         if changed:
             log.info("personalised %d sectors with per-card keys", changed)
         return changed

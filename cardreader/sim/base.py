@@ -8,6 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cardreader.transport.base import CardRemovedError
+
+
+class CardTorn(CardRemovedError):
+    """The card lost power in the middle of a write: only a prefix of it was stored."""
+
 
 def sw(value: int) -> bytes:
     """A bare status word response."""
@@ -72,11 +78,48 @@ class SimCardBase(ABC):
         self.uid = bytes(uid)
         #: Called after every change of non-volatile memory (to persist it).
         self.on_change: Callable[[], None] | None = None
+        #: An armed tear: (writes still to complete, bytes of the next write to keep).
+        self._tear: tuple[int, int] | None = None
+        #: UPDATE BINARY commands that reached memory (torn ones included).
+        self.writes = 0
 
     def changed(self) -> None:
         """Report a change of non-volatile memory."""
         if self.on_change is not None:
             self.on_change()
+
+    def arm_tear(self, keep: int | None, writes: int = 0) -> None:
+        """Tear inside a write: let ``writes`` more writes complete, then cut the next short.
+
+        That write stores only its first ``keep`` bytes (EEPROM is programmed
+        in order; the rest keep their old value), is persisted, and the card
+        leaves the field (:class:`CardTorn`). ``keep=None`` disarms.
+        """
+        if keep is not None and (keep < 0 or writes < 0):
+            raise ValueError("a tear keeps >= 0 bytes after >= 0 writes")
+        self._tear = None if keep is None else (writes, keep)
+
+    @property
+    def tear_armed(self) -> bool:
+        """Whether a tear inside a write is still to come."""
+        return self._tear is not None
+
+    def store(self, old: bytes, new: bytes) -> tuple[bytes, bool]:
+        """What memory holds after writing ``new`` over ``old``, and whether it tore.
+
+        Each model calls this for every UPDATE BINARY; when it tore, the
+        model saves the result, calls :meth:`changed` and raises :class:`CardTorn`.
+        """
+        self.writes += 1
+        if self._tear is None:
+            return new, False
+        before, keep = self._tear
+        if before > 0:
+            self._tear = (before - 1, keep)
+            return new, False
+        self._tear = None
+        keep = min(keep, len(new))
+        return new[:keep] + old[keep:], True
 
     @abstractmethod
     def to_state(self) -> dict[str, Any]:

@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         "a comma-separated list applies one N per insertion",
     )
     parser.add_argument(
+        "--tear-write",
+        type=_tear_write,
+        help="W:K: let W writes (UPDATE BINARY) complete, store only the first K bytes of the"
+        " next, and leave the field (an EEPROM tear inside a write; first insertion only)",
+    )
+    parser.add_argument(
         "--reinsert-after",
         type=float,
         help="after a tear, come back after this many seconds (default: exit)",
@@ -56,6 +62,17 @@ def _tear_points(text: str) -> list[int]:
     if any(point < 0 for point in points):
         raise argparse.ArgumentTypeError("tear points are >= 0")
     return points
+
+
+def _tear_write(text: str) -> tuple[int, int]:
+    writes, sep, keep = text.partition(":")
+    try:
+        point = int(writes), int(keep)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected W:K") from None
+    if not sep or min(point) < 0:
+        raise argparse.ArgumentTypeError("expected W:K with W, K >= 0")
+    return point
 
 
 def make_card(args: argparse.Namespace) -> SimCard:
@@ -111,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     tear_points = list(args.tear_after)
+    if args.tear_write is not None:
+        writes, keep = args.tear_write
+        card.arm_tear(keep, writes=writes)
     log.info("simulated %s card, UID %s, vpcd port %d", args.type, card.uid.hex(), args.reader_port)
     delay = 0.1
     while not stop.is_set():
@@ -124,10 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         delay = 0.1
         log.info("card entered the field of the reader on port %d", args.reader_port)
         card.power_on()
+        armed = card.tear_armed
         outcome = serve(card, link, stop, tear_points[0] if tear_points else None)
         log.info("card left the field (%s)", outcome)
         if outcome == "torn":
-            tear_points.pop(0)
+            if tear_points and not (armed and not card.tear_armed):
+                tear_points.pop(0)  # the tear was by APDU count, not inside a write
             if args.reinsert_after is None:
                 break
             stop.wait(args.reinsert_after)

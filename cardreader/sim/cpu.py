@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 from cardreader.protocol.profiles import CPU_PROFILE
 from cardreader.sim.base import (
+    CardTorn,
     Command,
     SimCardBase,
     parse_command,
@@ -187,8 +188,12 @@ class SimCpuCard(SimCardBase):
             return sw(0x6B00)
         if offset + len(command.data) > len(self.ef):
             return sw(0x6A84)
-        self.ef[offset : offset + len(command.data)] = command.data
+        end = offset + len(command.data)
+        stored, torn = self.store(bytes(self.ef[offset:end]), command.data)
+        self.ef[offset:end] = stored
         self.changed()
+        if torn:
+            raise CardTorn(f"torn inside UPDATE BINARY at offset {offset}")
         return sw(0x9000)
 
     def _get_challenge(self, command: Command) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from cardreader.sim.base import (
+    CardTorn,
     Command,
     SimCardBase,
     parse_command,
@@ -217,9 +218,7 @@ class SimMifareCard(SimCardBase):
         if block % 4 != 3:
             if key not in _DATA_RIGHTS[rights[block % 4]][1]:
                 return sw(0x6982)
-            self._set_block(block, command.data)
-            self.changed()
-            return sw(0x9000)
+            return self._write_block(block, command.data)
         write_a, _ra, write_access, _rb, write_b = _TRAILER_RIGHTS[rights[3]]
         if key not in write_a + write_access + write_b:
             return sw(0x6982)
@@ -231,6 +230,14 @@ class SimMifareCard(SimCardBase):
             new[6:10] = command.data[6:10]
         if key in write_b:
             new[10:16] = command.data[10:16]
-        self._set_block(block, bytes(new))
+        return self._write_block(block, bytes(new))
+
+    def _write_block(self, block: int, data: bytes) -> bytes:
+        stored, torn = self.store(self._block(block), data)
+        self._set_block(block, stored)
         self.changed()
+        if torn:
+            # A torn trailer can leave a key half written: on a real chip that
+            # sector is lost, and here too.
+            raise CardTorn(f"torn inside UPDATE BINARY of block {block}")
         return sw(0x9000)

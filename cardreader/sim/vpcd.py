@@ -15,7 +15,7 @@ import socket
 import threading
 from typing import Protocol
 
-from cardreader.transport.base import trace
+from cardreader.transport.base import CardRemovedError, trace
 
 log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
@@ -95,8 +95,9 @@ def serve(
     """Answer vpcd on ``link`` until it closes, ``stop`` is set, or the tear point.
 
     With ``tear_after`` N, the (N+1)th command APDU is not executed: the
-    socket closes instead, as a card pulled out mid-command. Returns
-    ``"disconnected"``, ``"stopped"`` or ``"torn"``.
+    socket closes instead, as a card pulled out mid-command. A card armed to
+    tear inside a write (``arm_tear``) leaves the same way once it has stored
+    the prefix. Returns ``"disconnected"``, ``"stopped"`` or ``"torn"``.
     """
     answered = 0
     try:
@@ -115,7 +116,11 @@ def serve(
                 log.info("tearing: card leaves the field after %d APDUs", answered)
                 return "torn"
             trace(">>", message)
-            response = card.process_apdu(message)
+            try:
+                response = card.process_apdu(message)
+            except CardRemovedError:
+                log.info("tearing: card leaves the field inside a write")
+                return "torn"
             trace("<<", response)
             link.send(response)
             answered += 1

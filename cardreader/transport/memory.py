@@ -24,7 +24,13 @@ class SimulatedCard(Protocol):
         """Reset volatile state, as when the card enters the field."""
 
     def process_apdu(self, apdu: bytes) -> bytes:
-        """Answer one command APDU with response data + SW1 SW2."""
+        """Answer one command APDU with response data + SW1 SW2.
+
+        A card that tears itself inside a write raises CardRemovedError.
+        """
+
+    def arm_tear(self, keep: int | None, writes: int = 0) -> None:
+        """Cut the next write (after ``writes`` more) short, keeping ``keep`` bytes."""
 
 
 class MemoryReader(Reader):
@@ -39,6 +45,7 @@ class MemoryReader(Reader):
         self._card = card
         self._insertions = 0
         self._tear_after: int | None = None
+        self._tear_keep: int | None = None
         self._cond = threading.Condition()
 
     @property
@@ -61,10 +68,16 @@ class MemoryReader(Reader):
             self._cond.notify_all()
             return card
 
-    def tear_after(self, count: int | None) -> None:
-        """Pull the card when the next ``count`` APDUs have been answered."""
+    def tear_after(self, count: int | None, keep: int | None = None) -> None:
+        """Pull the card when the next ``count`` APDUs have been answered.
+
+        The next APDU is then not executed; with ``keep``, it is, as a write
+        torn after its first ``keep`` bytes (a command that writes nothing
+        runs whole), and its answer is lost with the card.
+        """
         with self._cond:
             self._tear_after = count
+            self._tear_keep = keep
 
     def is_available(self) -> bool:
         return self.plugged
@@ -87,14 +100,30 @@ class MemoryReader(Reader):
                 raise CardRemovedError("card removed")
             if self._tear_after is not None:
                 if self._tear_after <= 0:
-                    self._tear_after = None
-                    self._card = None
-                    self._insertions += 1
-                    self._cond.notify_all()
+                    keep, self._tear_after, self._tear_keep = self._tear_keep, None, None
+                    self._leave()
+                    if keep is not None:
+                        card.arm_tear(keep)
+                        try:
+                            card.process_apdu(apdu)
+                        except CardRemovedError:
+                            pass
+                        finally:
+                            card.arm_tear(None)
                     raise CardRemovedError("card removed (torn)")
                 self._tear_after -= 1
             self.apdu_count += 1
-            return card.process_apdu(apdu)
+            try:
+                return card.process_apdu(apdu)
+            except CardRemovedError:
+                self._leave()  # the card tore itself inside a write
+                raise
+
+    def _leave(self) -> None:
+        """The card is out of the field (the caller holds the lock)."""
+        self._card = None
+        self._insertions += 1
+        self._cond.notify_all()
 
 
 class MemoryConnection(Connection):

@@ -121,6 +121,34 @@ def test_a_card_torn_mid_issue_is_never_active_and_the_retry_succeeds(
     verify_record(on_chip(reader, card_type), sim.uid, keyring().signing_public_keys())
 
 
+@pytest.mark.parametrize(
+    ("where", "keep"), [("slot", 1), ("slot", 70), ("marker", 5), ("marker", 15)]
+)
+def test_a_card_torn_inside_a_write_is_never_active_and_the_retry_succeeds(
+    desk, card_daemon, card_type, where, keep
+):
+    """EEPROM tears inside a write: the slot or the marker only partly written."""
+    desk.issue(desk.arrive_here()["id"])
+    probe = new_sim(card_type)
+    card_daemon(MemoryReader(card=probe)).step()
+    writes = probe.writes  # of a whole issuance: trailers, the slot, the marker last
+    card_no = desk.issue(desk.arrive_here()["id"]).json["card_no"]
+    sim = new_sim(card_type)
+    sim.arm_tear(keep, writes=writes - 1 if where == "marker" else writes - 2)
+    reader = MemoryReader(card=sim)
+    daemon = card_daemon(reader)
+    daemon.step()  # torn: reported unknown, then failed when the card did not come back
+    assert not sim.tear_armed
+    torn = desk.card(card_no)
+    assert torn["status"] == "pending", torn
+    reader.insert(sim)
+    assert on_chip(reader, card_type) is None  # blank, never the record
+    daemon.step()
+    final = desk.card(card_no)
+    assert final["status"] == "active", final
+    verify_record(on_chip(reader, card_type), sim.uid, keyring().signing_public_keys())
+
+
 def test_return_erases_the_chip(desk, card_daemon, card_type):
     card_no = desk.issue(desk.arrive_here()["id"]).json["card_no"]
     sim = new_sim(card_type)

@@ -11,8 +11,11 @@ from collections.abc import Iterator
 import pytest
 from integration_stack import READERS, Stack, wait_for
 
+from cardreader.layout import parse_image
 from cardreader.protocol import card
+from cardreader.protocol.profiles import MIFARE_PROFILE
 from cardreader.record import verify_record
+from cardreader.sim.state import load_state
 from cardreader.transport.pcsc import PcscReader
 
 FIRST, SECOND = READERS[35963], READERS[35964]
@@ -49,6 +52,15 @@ def chips(pcscd) -> Iterator[Chips]:  # type: ignore[no-untyped-def]
     reader = Chips()
     yield reader
     reader.close()
+
+
+def _image_of(state) -> bytes:  # type: ignore[no-untyped-def]
+    """The layout image a simulator's saved memory holds."""
+    data = load_state(state)
+    memory = bytes.fromhex(data["memory"])
+    if data["type"] == "cpu":
+        return memory
+    return b"".join(memory[b * 16 : b * 16 + 16] for b in MIFARE_PROFILE.image_blocks())
 
 
 def _job(stack: Stack, job_id: int) -> dict:
@@ -149,13 +161,25 @@ def test_two_daemons_on_one_reader_never_take_one_job(stack, daemon, cardsim, ch
         _assert_chip_carries(stack, chips, reader_name, active)
 
 
-@pytest.mark.parametrize(("card_type", "tear_after"), [("cpu", 4), ("cpu", 10), ("mifare1k", 30)])
+@pytest.mark.parametrize(
+    ("card_type", "tear"),
+    [
+        ("cpu", {"tear_after": 4}),
+        ("cpu", {"tear_after": 10}),
+        ("mifare1k", {"tear_after": 30}),
+        # Inside a write (EEPROM keeps a prefix): the CPU card's marker after 7 of
+        # its 16 bytes; the MIFARE card's 5th slot block (write 15, after the 11
+        # trailers) after 9 bytes.
+        ("cpu", {"tear_write": "1:7"}),
+        ("mifare1k", {"tear_write": "15:9"}),
+    ],
+)
 def test_a_torn_issue_is_never_active_and_the_card_returning_completes_it(
-    stack, daemon, cardsim, chips, card_type, tear_after, tmp_path
+    stack, daemon, cardsim, chips, card_type, tear, tmp_path
 ):
     reader_id, token = stack.new_reader()
     state = tmp_path / "card.json"
-    sim = cardsim(card_type, port=35963, state=state, tear_after=tear_after)
+    sim = cardsim(card_type, port=35963, state=state, **tear)
     daemon(token, FIRST)
     issued = stack.issue(reader_id)
     sim.wait_exit(30)  # the card left the field mid-issuance
@@ -167,6 +191,7 @@ def test_a_torn_issue_is_never_active_and_the_card_returning_completes_it(
     assert "unknown" in job["error"], job
     torn = stack.card(issued["card_no"])
     assert torn["status"] == "pending"
+    assert parse_image(_image_of(state)) is None  # the torn chip reads as blank
     # The same card comes back: the daemon reconciles and completes the job.
     cardsim(card_type, port=35963, state=state)
     active = stack.wait_card(issued["card_no"], "active")

@@ -41,12 +41,16 @@ class JobClient:
         timeout: float = 10.0,
         session: requests.Session | None = None,
         holder: str | None = None,
+        run: str | None = None,
     ) -> None:
         self.base = server.rstrip("/") + "/api/v1"
         self.reader_id = reader_id
         #: Stable name of this daemon (kept across restarts), so a held job
         #: comes back to it and not to another daemon on the same reader.
         self.holder = holder
+        #: This run of the daemon (new at each start), named in its long polls,
+        #: so that :meth:`release` can end a poll still open on the server.
+        self.run = run
         self.timeout = timeout
         self.session = session or requests.Session()
         self.session.headers.update({"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT})
@@ -88,12 +92,27 @@ class JobClient:
 
     def next_job(self, wait: int) -> dict[str, Any] | None:
         """Long-poll for the next job; None when none came within ``wait`` seconds."""
+        run = {"run": self.run} if self.run else {}
         return self._request(  # type: ignore[no-any-return]
             "GET",
             f"/readers/{self.reader_id}/jobs/next",
-            params={"wait": wait, **self._holder()},
+            params={"wait": wait, **self._holder(), **run},
             timeout=wait + self.timeout,
         )
+
+    def release(self, timeout: float | None = None) -> list[int]:
+        """Hand back the jobs this daemon claimed but has not begun, and end its polls.
+
+        Returns the ids of the jobs handed back.
+        """
+        body = self._request(
+            "POST",
+            f"/readers/{self.reader_id}/jobs/release",
+            params=self._holder(),
+            json={"run": self.run} if self.run else {},
+            timeout=timeout,
+        )
+        return [int(job_id) for job_id in (body or {}).get("released", [])]
 
     def post_uid(
         self, job_id: int, uid: str, card_type: str, attempt: int | None = None

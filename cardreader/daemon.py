@@ -7,6 +7,11 @@ reconciled when a card returns: a card that already holds the record is
 reported done without writing), a server that is down (exponential backoff,
 capped), and its own restart (the journal names the job in hand and any
 result not yet acknowledged).
+
+Stopping (SIGTERM) is prompt even in the middle of a long poll: the poll runs
+in a thread, and the daemon tells the server it is going (``release``), which
+ends the poll at once and hands back every job this daemon claimed but has
+not begun, so the next daemon takes it now rather than after its lease.
 """
 
 from __future__ import annotations
@@ -14,12 +19,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cardreader.client import JobClient, ServerRejected, ServerUnavailable, Unauthorized
+from cardreader.client import (
+    JobClient,
+    ServerError,
+    ServerRejected,
+    ServerUnavailable,
+    Unauthorized,
+)
 from cardreader.journal import Journal
 from cardreader.protocol import card
 from cardreader.protocol.errors import CardError, UnsupportedCardError
@@ -54,6 +66,8 @@ class DaemonConfig:
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
     reader_poll: float = 0.5
+    #: After a stop, how long the server may take to hand jobs back and end the poll.
+    stop_grace: float = 5.0
 
 
 class Daemon:
@@ -77,6 +91,10 @@ class Daemon:
         #: Per issue job, the UID the server refused (it already carries an active card).
         self._refused_uids: dict[int, str] = {}
         self._reader_missing = False
+        self._handed_back = False
+        if client.run is None:
+            # One run of the daemon: the server ends its polls when it says it is over.
+            client.run = uuid.uuid4().hex[:16]
 
     # -- plumbing -------------------------------------------------------------
     def _sleep(self, seconds: float) -> None:
@@ -146,11 +164,62 @@ class Daemon:
                     log.exception("unexpected error; carrying on")
                     self._sleep(self.config.backoff_max)
         except Stopping:
-            log.info("stopping")
+            pass
         except Unauthorized as exc:
             log.error("the server refused this reader's token (%s); check --token", exc)
             return 2
+        log.info("stopping")
+        self._hand_back()
         return 0
+
+    def _hand_back(self) -> None:
+        """On the way out: give back the jobs claimed but not begun, and end the poll out.
+
+        Once only, without retrying: a server that cannot be reached gets its
+        jobs back when their lease runs out. A job with card work done (a
+        bound chip, a result to report) stays with this daemon's journal.
+        """
+        if self._handed_back or self.client.reader_id is None:
+            return
+        self._handed_back = True
+        try:
+            released = self.client.release(timeout=self.config.stop_grace)
+        except ServerError as exc:
+            log.warning("could not hand jobs back (%s); they return when their lease ends", exc)
+            return
+        if released:
+            log.info("handed back job(s) %s", ", ".join(str(j) for j in released))
+        entry = self.journal.load()
+        if entry is not None and entry["job_id"] in released and entry.get("phase") == "started":
+            self.journal.clear()
+
+    def _poll(self) -> dict[str, Any] | None:
+        """The long poll; a stop meanwhile ends it at once (see the module docstring)."""
+        if self.config.poll_wait <= 0:
+            return self._call("poll", self.client.next_job, 0)
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def poll() -> None:
+            try:
+                box["job"] = self._call("poll", self.client.next_job, self.config.poll_wait)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=poll, name="anjuka-cardreader-poll", daemon=True).start()
+        while not done.wait(0.1):
+            if self.stop.is_set():
+                # The server ends the poll and takes back what it claimed meanwhile;
+                # whatever the poll brings now is not ours to run.
+                self._hand_back()
+                done.wait(self.config.stop_grace)
+                raise Stopping
+        if "error" in box:
+            raise box["error"]
+        job: dict[str, Any] | None = box.get("job")
+        return job
 
     def step(self) -> bool:
         """Report what the journal holds, then poll once and run the job; True if a job ran."""
@@ -163,9 +232,11 @@ class Daemon:
             self._sleep(self.config.reader_poll)
             return False
         self._note_reader(True)
-        job = self._call("poll", self.client.next_job, self.config.poll_wait)
+        job = self._poll()
         if job is None:
             return False
+        if self.stop.is_set():
+            raise Stopping  # stopped as the job came: it is handed back, not begun
         if entry is not None and entry["job_id"] != job["id"]:
             log.warning("job %s in the journal is no longer ours; dropping it", entry["job_id"])
             self.journal.clear()

@@ -1,11 +1,14 @@
 """Offline verification: a chip's record and UID against a signed patrol bundle, no network.
 
 The server publishes ``GET /api/v1/offline-bundle``: its public signing keys,
-the card numbers revoked (or returned) whose cards have not yet expired, a
-cursor for the next delta, an expiry, and an Ed25519 signature over all of
-it. A patrol laptop keeps the bundle (and the deltas fetched after it) and
-checks cards with :func:`verify`, which gives the same answers the server
-gives online: ``valid``, ``revoked``, ``expired``, ``forged`` or ``unknown``.
+the card numbers revoked (or returned) whose cards have not yet expired, the
+records signed for a chip but withdrawn before they became a card (by their
+SHA-256; such a chip's record is signed for its own UID and would otherwise
+read valid forever), a cursor for the next delta, an expiry, and an Ed25519
+signature over all of it. A patrol laptop keeps the bundle (and the deltas
+fetched after it) and checks cards with :func:`verify`, which gives the same
+answers the server gives online: ``valid``, ``revoked``, ``expired``,
+``forged`` or ``unknown``.
 
 Pure: no Flask, no network, no database. ``docs/card-format.md`` ("Offline
 verification") documents the same algorithm for third parties.
@@ -15,7 +18,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -31,7 +36,9 @@ from cardreader.record import (
     verify_record,
 )
 
-FORMAT = 1
+#: 2: bundles list withdrawn records; a verifier that cannot refuse them must not
+#: take a bundle at all, so format-1 code refuses these and this code refuses those.
+FORMAT = 2
 #: Domain separation: a bundle signature is useless as anything else.
 BUNDLE_CONTEXT = b"Anjuka offline bundle v1\x00"
 ALGORITHM = "Ed25519"
@@ -119,13 +126,15 @@ def check_signature(bundle: Mapping, trusted: Mapping[int, Ed25519PublicKey] | N
 
 @dataclass
 class RevocationList:
-    """What a patrol laptop knows: keys, revoked card numbers, and until when to trust it.
+    """What a patrol laptop knows: keys, revoked cards, withdrawn records, until when.
 
     Built from a full bundle and extended with the deltas fetched after it.
     """
 
     keys: dict[int, Ed25519PublicKey]
     revoked: set[str] = field(default_factory=set)
+    #: SHA-256 (hex) of records signed for a chip that never became the card.
+    withdrawn: set[str] = field(default_factory=set)
     cursor: str | None = None
     issued_at: datetime | None = None
     expires_at: datetime | None = None
@@ -153,6 +162,7 @@ class RevocationList:
         return cls(
             keys=public_keys(bundle),
             revoked=set(bundle["revoked"]),
+            withdrawn=set(bundle["withdrawn"]),
             cursor=bundle["cursor"],
             issued_at=parse_time(bundle["issued_at"]),
             expires_at=parse_time(bundle["expires_at"]),
@@ -168,6 +178,7 @@ class RevocationList:
         check_signature(delta, self.keys)
         self.keys = {**self.keys, **public_keys(delta)}
         self.revoked |= set(delta["revoked"])
+        self.withdrawn |= set(delta["withdrawn"])
         self.cursor = delta["cursor"]
         self.issued_at = parse_time(delta["issued_at"])
         self.expires_at = parse_time(delta["expires_at"])
@@ -188,14 +199,26 @@ class RevocationList:
 
 def _check_format(bundle: Mapping) -> None:
     if not isinstance(bundle, Mapping) or bundle.get("format") != FORMAT:
-        raise BundleError(f"not an offline bundle of format {FORMAT}")
-    for name in ("keys", "revoked", "cursor", "issued_at", "expires_at", "signature"):
+        raise BundleError(f"not an offline bundle of format {FORMAT}; fetch a fresh one")
+    for name in ("keys", "revoked", "withdrawn", "cursor", "issued_at", "expires_at", "signature"):
         if name not in bundle:
             raise BundleError(f"the bundle has no {name!r}")
     if not isinstance(bundle["revoked"], list) or not all(
         isinstance(n, str) for n in bundle["revoked"]
     ):
         raise BundleError("'revoked' must be a list of card numbers")
+    if not isinstance(bundle["withdrawn"], list) or not all(
+        isinstance(d, str) and _DIGEST.fullmatch(d) for d in bundle["withdrawn"]
+    ):
+        raise BundleError("'withdrawn' must be a list of SHA-256 digests in lowercase hex")
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def record_digest(record: bytes) -> str:
+    """How a bundle names a signed record: SHA-256 of its 113 bytes, lowercase hex."""
+    return hashlib.sha256(bytes(record)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -253,9 +276,12 @@ def verify(
        copied from another chip lands here too: offline cannot tell a copy
        from a fabrication; online says ``clone_suspected`` for a copy).
     3. Its card number is in the revocation list: ``revoked``.
-    4. Its ``valid_until`` is before today (in the registry's time zone):
+    4. The record is one the bundle lists as withdrawn (signed for this
+       chip, but the card was issued on another chip, or never): ``unknown``
+       (reason ``never_activated``), as online for a card never activated.
+    5. Its ``valid_until`` is before today (in the registry's time zone):
        ``expired``.
-    5. Otherwise ``valid``.
+    6. Otherwise ``valid``.
     """
     state = (
         bundle
@@ -283,6 +309,8 @@ def verify(
     }
     if record.card_no in state.revoked:
         return OfflineResult("revoked", "listed", **facts)
+    if record_digest(record_bytes) in state.withdrawn:
+        return OfflineResult("unknown", "never_activated", **facts)
     today = now.astimezone(ZoneInfo(timezone)).date()
     if record.valid_until < today:
         return OfflineResult("expired", None, **facts)

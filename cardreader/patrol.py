@@ -14,7 +14,9 @@ State lives in one folder (``--store``, default ``~/.local/state/anjuka-patrol``
     pinned key, and may pin new ones (a key rotation).
 ``bundles.json``
     the full bundle and the deltas after it, each as the server signed it;
-    the revocation list is rebuilt from them, verified, at every check.
+    the revocation list (revoked cards, and the records signed for a chip
+    but withdrawn before they became a card) is rebuilt from them, verified,
+    at every check.
 ``queue.jsonl``
     one inspection per line, with a client-generated id, until the server
     has it; ``rejected.jsonl`` keeps what the server refused, with why.
@@ -46,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from cardreader.offline import (
+    FORMAT,
     BundleError,
     OfflineResult,
     RevocationList,
@@ -168,7 +171,9 @@ def fetch(store: PatrolStore, get: Getter) -> RevocationList:
     """Bring the bundle up to date: a delta since the last cursor, or a full one."""
     bundles = store.bundles()
     path = "/api/v1/offline-bundle"
-    if bundles and len(bundles) <= MAX_DELTAS:
+    # A chain of another format (kept from before an upgrade) is replaced, not continued.
+    current = all(b.get("format") == FORMAT for b in bundles)
+    if bundles and current and len(bundles) <= MAX_DELTAS:
         path += f"?since={bundles[-1]['cursor']}"
     status, body = get(path)
     if status != 200:
@@ -346,7 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 state = fetch(store, get)
                 print(
                     f"bundle good until {format_time(state.expires_at)}"  # type: ignore[arg-type]
-                    f": {len(state.revoked)} revoked cards, {len(state.keys)} keys"
+                    f": {len(state.revoked)} revoked cards,"
+                    f" {len(state.withdrawn)} withdrawn records, {len(state.keys)} keys"
                 )
             else:
                 report = upload(store, post)

@@ -79,6 +79,44 @@ class CardDesk:
             queued.json["card_no"], uid, record, card_type, residence_id, bound.json["keys"]
         )
 
+    def queue(self, residence_id: int) -> dict:
+        """``POST /cards``: a pending card and its job; the daemon takes the job."""
+        queued = self.client.post(
+            "/api/v1/cards",
+            json={"residence_id": residence_id, "reader_id": self.reader_id},
+            headers=self.desk_headers,
+        )
+        assert queued.status_code == 202, queued.json
+        job = self.client.get(
+            f"/api/v1/readers/{self.reader_id}/jobs/next?wait=0", headers=self.reader_headers
+        )
+        assert job.status_code == 200, job.get_data(as_text=True)
+        return {**queued.json, "attempt": job.json["attempt"]}
+
+    def bind(self, job_id: int, uid: str, card_type: str = "cpu") -> bytes:
+        """Phase one: the chip's UID; the record signed for it (which the chip may keep)."""
+        bound = self.client.post(
+            f"/api/v1/readers/{self.reader_id}/jobs/{job_id}/uid",
+            json={"uid": uid, "card_type": card_type},
+            headers=self.reader_headers,
+        )
+        assert bound.status_code == 200, bound.json
+        return bytes.fromhex(bound.json["record"])
+
+    def report(self, job_id: int, **body: object) -> dict:
+        answer = self.client.post(
+            f"/api/v1/readers/{self.reader_id}/jobs/{job_id}/result",
+            json=body,
+            headers=self.reader_headers,
+        )
+        assert answer.status_code == 200, answer.json
+        return answer.json
+
+    def card(self, card_no: str) -> dict:
+        answer = self.client.get(f"/api/v1/cards/{card_no}", headers=self.desk_headers)
+        assert answer.status_code == 200, answer.json
+        return answer.json
+
     def revoke(self, card_no: str, reason: str = "lost") -> None:
         response = self.client.post(
             f"/api/v1/cards/{card_no}/revoke", json={"reason": reason}, headers=self.desk_headers

@@ -20,6 +20,8 @@ from anjuka.cards.schemas import (
     JobSchema,
     PollQuerySchema,
     ReaderMeSchema,
+    ReleasedSchema,
+    ReleaseSchema,
     ResultReportSchema,
     UidAnswerSchema,
     UidReportSchema,
@@ -54,10 +56,16 @@ def next_job(query: dict, reader_id: int):
     own_reader(reader_id)
     wait = min(query["wait"], jobs.MAX_WAIT)
     deadline = time.monotonic() + wait
+    holder, run = query.get("holder"), query.get("run")
     touch(reader_id)
+    if run is not None:
+        jobs.register_run(reader_id, holder)
     db.session.commit()
     while True:
-        job = jobs.claim_next(reader_id, query.get("holder"))
+        if run is not None and jobs.run_is_over(reader_id, holder, run):
+            db.session.commit()
+            return Response(status=204)  # the daemon is stopping: claim nothing for it
+        job = jobs.claim_next(reader_id, holder)
         if job is not None:
             view = jobs.daemon_view(job)
             db.session.commit()
@@ -68,6 +76,19 @@ def next_job(query: dict, reader_id: int):
         if remaining <= 0:
             return Response(status=204)
         time.sleep(min(jobs.POLL_INTERVAL, remaining))
+
+
+@blp.route("/readers/<int:reader_id>/jobs/release", methods=["POST"])
+@blp.arguments(ReleaseSchema)
+@blp.arguments(HolderQuerySchema, location="query")
+@blp.response(200, ReleasedSchema)
+@requires_reader
+def release_jobs(body: dict, query: dict, reader_id: int):
+    """A stopping daemon hands back the jobs it holds but has not begun; its polls end."""
+    own_reader(reader_id)
+    released = jobs.release_jobs(reader_id, query.get("holder"), body.get("run"))
+    db.session.commit()
+    return {"released": released}
 
 
 @blp.route("/readers/<int:reader_id>/jobs/<int:job_id>/uid", methods=["POST"])

@@ -22,17 +22,27 @@ import json
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from anjuka.areas.operations import effective_policy
 from anjuka.audit import operations as audit
-from anjuka.cards.models import FINISHED_STATUSES, HELD_STATUSES, Card, CardJob
-from anjuka.cards.operations import lock_card
-from anjuka.cards.signing import card_keys, sign_card_record
+from anjuka.cards.models import (
+    FINISHED_STATUSES,
+    HELD_STATUSES,
+    Card,
+    CardChip,
+    CardJob,
+    ReaderDaemon,
+)
+from anjuka.cards.operations import lock_card, withdraw_records
+from anjuka.cards.signing import SignedRecord, card_keys, sign_card_record
 from anjuka.core import signals
 from anjuka.core.errors import Conflict
 from anjuka.core.keys import keyring
 from anjuka.core.time import local_today, utcnow
 from anjuka.extensions import db
+from cardreader.offline import record_digest
 from cardreader.record import RecordError, verify_record
 
 LEASE = timedelta(seconds=120)
@@ -69,6 +79,7 @@ def _fail_attempt(job: CardJob, error: str) -> None:
     job.error = error[:MAX_ERROR_LENGTH]
     if job.attempt >= MAX_ATTEMPTS:
         _finish(job, "failed")
+        withdraw_records(job, "failed")
         return
     job.status = "queued"
     job.holder = None
@@ -126,6 +137,80 @@ def claim_next(reader_id: int, holder: str | None) -> CardJob | None:
         job.lease_expires_at = now + LEASE
         db.session.flush()
         return job
+
+
+def _insert():  # type: ignore[no-untyped-def]
+    return pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def register_run(reader_id: int, holder: str | None) -> None:
+    """Make sure the daemon's row exists, so that :func:`run_is_over` has a row to lock."""
+    db.session.execute(
+        _insert()(ReaderDaemon)
+        .values(reader_id=reader_id, holder=holder or "")
+        .on_conflict_do_nothing(index_elements=["reader_id", "holder"])
+    )
+
+
+def run_is_over(reader_id: int, holder: str | None, run: str) -> bool:
+    """Whether the daemon said ``run`` is over; holds its row shared until commit.
+
+    The shared lock orders a poll against a release: a release waits for the
+    poll's claim to commit (and then hands that job back), or a poll that
+    comes second sees the run over and claims nothing.
+    """
+    stopped = db.session.scalar(
+        sa.select(ReaderDaemon.stopped_run)
+        .where(ReaderDaemon.reader_id == reader_id, ReaderDaemon.holder == (holder or ""))
+        .with_for_update(read=True)
+    )
+    return stopped == run
+
+
+def release_jobs(reader_id: int, holder: str | None, run: str | None) -> list[int]:
+    """A stopping daemon hands back the jobs it claimed but did no card work on.
+
+    Each such job goes back to the queue with its attempt given back (it
+    never started), so the next daemon takes it at once instead of after the
+    lease. A job whose chip was already bound (``awaiting_result``) stays
+    with its holder: its journal finishes it at restart, or the lease hands
+    it on. With ``run``, that run's polls still open end and claim nothing.
+    """
+    if run is not None:
+        stmt = _insert()(ReaderDaemon).values(
+            reader_id=reader_id, holder=holder or "", stopped_run=run, stopped_at=utcnow()
+        )
+        db.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["reader_id", "holder"],
+                set_={
+                    "stopped_run": stmt.excluded.stopped_run,
+                    "stopped_at": stmt.excluded.stopped_at,
+                },
+            )
+        )
+    rows = db.session.execute(
+        sa.select(CardJob.id, Card.residence_id)
+        .join(Card, CardJob.card_id == Card.id)
+        .where(
+            CardJob.reader_id == reader_id,
+            CardJob.status == "claimed",
+            CardJob.holder.is_not_distinct_from(holder),
+        )
+        .order_by(Card.residence_id, CardJob.id)
+    ).all()
+    released = []
+    for job_id, _ in rows:
+        job = lock_job(job_id)
+        if job.status != "claimed" or job.holder != holder:
+            continue  # it moved on meanwhile
+        job.status = "queued"
+        job.holder = None
+        job.lease_expires_at = None
+        job.attempt -= 1
+        released.append(job.id)
+    db.session.flush()
+    return released
 
 
 def daemon_view(job: CardJob) -> dict:
@@ -229,15 +314,21 @@ def bind_uid(
         raise AttemptRefused(message, code="uid_in_use", card_no=in_use)
     residence = card.residence
     area = residence.dwelling.area
-    signed = sign_card_record(
-        card.card_no,
-        residence.id,
-        area.code,
-        bytes.fromhex(uid),
-        local_today(),
-        effective_policy(area).card_validity_days,
-    )
     previous_uid = job.uid
+    if previous_uid is not None:
+        # The record for the chip before may be on it, whole: it must never read valid.
+        withdraw_records(job, "rebound", uid=previous_uid)
+    signed = _sign_anew(card, uid, effective_policy(area).card_validity_days)
+    db.session.add(
+        CardChip(
+            card_id=card.id,
+            job_id=job.id,
+            uid=uid,
+            record_digest=record_digest(signed.data),
+            valid_until=signed.valid_until,
+            signed_at=utcnow(),
+        )
+    )
     job.uid = card.uid = uid
     job.card_type = card.card_type = card_type
     job.record = signed.data
@@ -262,6 +353,31 @@ def bind_uid(
         },
     )
     return _uid_answer(job)
+
+
+def _sign_anew(card: Card, uid: str, validity_days: int) -> SignedRecord:
+    """Sign the card's record for chip ``uid``: never bytes signed before.
+
+    Ed25519 is deterministic, so the same card on the same chip on the same
+    day would sign exactly a record already withdrawn (a retry on the chip
+    that holds it), which laptops refuse offline. One day less of validity
+    makes it another record.
+    """
+    residence = card.residence
+    area_code = residence.dwelling.area.code
+    for days in range(validity_days, -1, -1):
+        signed = sign_card_record(
+            card.card_no, residence.id, area_code, bytes.fromhex(uid), local_today(), days
+        )
+        taken = db.session.scalar(
+            sa.select(CardChip.id).where(CardChip.record_digest == record_digest(signed.data))
+        )
+        if taken is None:
+            return signed
+    raise Conflict(
+        f"This chip was given card {card.card_no} too often today; use another chip.",
+        code="chip_retries_exhausted",
+    )
 
 
 def _report_digest(report: dict) -> str:
@@ -290,6 +406,12 @@ def _activate(job: CardJob) -> None:
     card.status = "active"
     card.activated_at = now
     card.record = job.record
+    db.session.execute(
+        sa.update(CardChip)
+        .where(CardChip.job_id == job.id, CardChip.record_digest == record_digest(job.record))
+        .values(activated_at=now)
+    )
+    withdraw_records(job, "rebound")  # none should be left: each rebind withdrew its own
     _finish(job, "done")
     job.error = None
     db.session.flush()

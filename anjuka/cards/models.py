@@ -30,6 +30,8 @@ JOB_STATUSES = ("queued", "claimed", "awaiting_result", "done", "failed", "cance
 HELD_STATUSES = ("claimed", "awaiting_result")
 OPEN_STATUSES = ("queued", *HELD_STATUSES)
 FINISHED_STATUSES = ("done", "failed", "cancelled")
+#: Why a signed record can no longer become the card (``CardChip.withdrawn_reason``).
+WITHDRAWAL_REASONS = ("rebound", "failed", "cancelled")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -64,6 +66,26 @@ class Reader(db.Model):
 
     area: Mapped[Area | None] = relationship()
     estate: Mapped[Estate | None] = relationship()
+
+
+class ReaderDaemon(db.Model):
+    """A desk daemon of a reader (by its ``holder``) and the last of its runs that ended.
+
+    A daemon names its run (a fresh id at each start) in its long polls. When
+    it stops it hands its jobs back and says which run is over; a poll of that
+    run still open on the server then ends and claims nothing, so a stopping
+    daemon is never handed a job it will not work on.
+    """
+
+    __tablename__ = "reader_daemons"
+    __table_args__ = (sa.UniqueConstraint("reader_id", "holder"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_id: Mapped[int] = mapped_column(sa.ForeignKey("readers.id"))
+    #: The daemon's ``holder``; empty for the reader's anonymous daemon.
+    holder: Mapped[str] = mapped_column(sa.String(64), default="")
+    stopped_run: Mapped[str | None] = mapped_column(sa.String(64))
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class CardSerial(db.Model):
@@ -226,3 +248,46 @@ class CardJob(db.Model):
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+
+class CardChip(db.Model):
+    """A record the server signed for one chip: the card once activated, else withdrawn.
+
+    Every signing is a row. A record that can no longer become the card (its
+    job bound another chip, failed for good, or was cancelled) is withdrawn:
+    its chip may hold it whole, signed for that chip, so the offline bundle
+    lists it (``withdrawn``) until it expires. The digest is unique: a record
+    once withdrawn is never signed again (the signature is deterministic, so
+    the server varies the record instead, see ``jobs.bind_uid``).
+    """
+
+    __tablename__ = "card_chips"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "withdrawn_reason IS NULL OR " + _in("withdrawn_reason", WITHDRAWAL_REASONS),
+            name="withdrawn_reason_known",
+        ),
+        sa.CheckConstraint(
+            "(withdrawn_at IS NULL) = (withdrawn_reason IS NULL)", name="withdrawn_has_reason"
+        ),
+        sa.CheckConstraint(
+            "activated_at IS NULL OR withdrawn_at IS NULL", name="activated_or_withdrawn"
+        ),
+        sa.CheckConstraint(
+            "length(uid) BETWEEN 2 AND 64 AND length(uid) % 2 = 0", name="uid_hex_length"
+        ),
+        sa.CheckConstraint("length(record_digest) = 64", name="record_digest_length"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    card_id: Mapped[int] = mapped_column(sa.ForeignKey("cards.id"), index=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("card_jobs.id"), index=True)
+    #: The chip the record is signed for, lowercase hex.
+    uid: Mapped[str] = mapped_column(sa.String(64))
+    #: SHA-256 of the whole signed record (113 bytes), lowercase hex: what the bundle lists.
+    record_digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    valid_until: Mapped[date]
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    withdrawn_reason: Mapped[str | None] = mapped_column(sa.String(16))

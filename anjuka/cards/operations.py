@@ -8,7 +8,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from anjuka.audit import operations as audit
-from anjuka.cards.models import OPEN_STATUSES, Card, CardJob, CardSerial, Reader
+from anjuka.cards.models import OPEN_STATUSES, Card, CardChip, CardJob, CardSerial, Reader
 from anjuka.cards.readers import reader_area_code, reader_serves
 from anjuka.core import signals
 from anjuka.core.errors import AppError, Conflict
@@ -23,6 +23,22 @@ LIVE_STATUSES = ("pending", "active")
 
 def _area_code(card: Card) -> str:
     return card.residence.dwelling.area.code
+
+
+def withdraw_records(job: CardJob, reason: str, *, uid: str | None = None) -> None:
+    """The job's signed records (or the one for chip ``uid``) can no longer become the card.
+
+    Their chips may hold them whole, so the offline bundle lists them until
+    they expire (docs/card-format.md, section 9). The caller holds the job.
+    """
+    stmt = sa.update(CardChip).where(
+        CardChip.job_id == job.id,
+        CardChip.activated_at.is_(None),
+        CardChip.withdrawn_at.is_(None),
+    )
+    if uid is not None:
+        stmt = stmt.where(CardChip.uid == uid)
+    db.session.execute(stmt.values(withdrawn_at=utcnow(), withdrawn_reason=reason))
 
 
 def lock_card(card_id: int) -> Card:
@@ -195,6 +211,7 @@ def revoke_card(card: Card, reason: str) -> Card:
         job.error = f"the card was revoked ({reason})"
         job.finished_at = now
         job.lease_expires_at = None
+        withdraw_records(job, "cancelled")
         cancelled = job.id
     db.session.flush()
     audit.record(
@@ -283,6 +300,7 @@ def revoke_reader(reader: Reader) -> list[int]:
             job.error = "the reader was revoked"
             job.finished_at = now
             job.lease_expires_at = None
+            withdraw_records(job, "cancelled")
             cancelled.append(job.id)
     db.session.flush()
     audit.record(

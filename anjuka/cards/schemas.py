@@ -139,6 +139,13 @@ class PollQuerySchema(ma.Schema):
             " to it, never to another holder"
         },
     )
+    run = fields.String(
+        validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{1,64}$"),
+        metadata={
+            "description": "this run of the daemon (new at each start): once the daemon"
+            " releases its jobs naming it, a poll of this run ends and claims nothing"
+        },
+    )
 
 
 class DaemonJobSchema(ma.Schema):
@@ -154,6 +161,19 @@ class DaemonJobSchema(ma.Schema):
 
 class HolderQuerySchema(ma.Schema):
     holder = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{1,64}$"))
+
+
+class ReleaseSchema(ma.Schema):
+    run = fields.String(
+        validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{1,64}$"),
+        metadata={"description": "the run that is over: its polls still open end at once"},
+    )
+
+
+class ReleasedSchema(ma.Schema):
+    released = fields.List(
+        fields.Integer(), metadata={"description": "the jobs handed back to the queue"}
+    )
 
 
 class UidReportSchema(ma.Schema):

@@ -2,8 +2,12 @@
 
 A full bundle lists every card revoked or returned whose validity has not
 run out (an expired card is refused by its own record's date, so it need
-not be listed); a delta (``since`` = an earlier bundle's cursor) lists the
-revocations since then. The cursor is the issue time; a delta reaches
+not be listed), and every record signed for a chip but withdrawn before it
+became the card (its job bound another chip, failed or was cancelled), by
+the SHA-256 of its bytes, until it expires: such a chip holds a record
+signed for its own UID, which nothing else would refuse offline. A delta
+(``since`` = an earlier bundle's cursor) lists what was revoked or
+withdrawn since then. The cursor is the issue time; a delta reaches
 ``CURSOR_OVERLAP`` further back so that a revocation committed a moment
 after a bundle was cut, but stamped before it, is not missed (repeats are
 harmless: the laptop keeps a set). Every bundle expires after
@@ -17,7 +21,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from anjuka.cards.models import Card
+from anjuka.cards.models import Card, CardChip
 from anjuka.core.errors import InvalidInput
 from anjuka.core.keys import keyring
 from anjuka.core.time import local_date, utcnow
@@ -67,6 +71,17 @@ def revoked_card_numbers(since: datetime | None, now: datetime) -> list[str]:
     return sorted(db.session.scalars(stmt))
 
 
+def withdrawn_records(since: datetime | None, now: datetime) -> list[str]:
+    """Digests of records withdrawn (since ``since``) that are still in date."""
+    oldest_valid = local_date(now) - timedelta(days=1)
+    stmt = sa.select(CardChip.record_digest).where(
+        CardChip.withdrawn_at.is_not(None), CardChip.valid_until >= oldest_valid
+    )
+    if since is not None:
+        stmt = stmt.where(CardChip.withdrawn_at >= since - CURSOR_OVERLAP)
+    return sorted(db.session.scalars(stmt))
+
+
 def build_bundle(since: str | None = None, *, now: datetime | None = None) -> dict:
     """A signed bundle (full, or a delta after cursor ``since``)."""
     now = now or utcnow()
@@ -84,6 +99,7 @@ def build_bundle(since: str | None = None, *, now: datetime | None = None) -> di
             for kid, raw in sorted(ring.signing_public_keys_raw().items())
         ],
         "revoked": revoked_card_numbers(since_time, now),
+        "withdrawn": withdrawn_records(since_time, now),
         "signed_by": signer,
     }
     signature = ring.signing_private_key(signer).sign(canonical_bytes(bundle))

@@ -161,6 +161,13 @@ class BundleSchema(ma.Schema):
     cursor = fields.String()
     keys = fields.List(fields.Nested(BundleKeySchema))
     revoked = fields.List(fields.String(), metadata={"description": "card numbers"})
+    withdrawn = fields.List(
+        fields.String(),
+        metadata={
+            "description": "SHA-256 (hex) of records signed for a chip but never made the card:"
+            " refuse a chip holding one"
+        },
+    )
     signed_by = fields.Integer()
     signature = fields.String(metadata={"description": "Ed25519, base64 (docs/card-format.md)"})
 

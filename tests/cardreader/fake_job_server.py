@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -73,6 +74,12 @@ class FakeJobServer:
         self.uids_in_use: set[str] = set()
         #: Every UID sent for binding, in order.
         self.bound_uids: list[str] = []
+        #: Runs a daemon said are over (``release``), and the polls that ended for it.
+        self.stopped_runs: list[str] = []
+        self.polls_ended_by_release = 0
+        self.released = threading.Event()
+        #: Called (outside the lock) with a job a poll claimed, before it is sent.
+        self.on_claim: Callable[[Job], None] | None = None
         self.port = 0
 
     # -- control from tests ---------------------------------------------------
@@ -151,8 +158,11 @@ class FakeJobServer:
         if parts[:3] != ["api", "v1", "readers"] or parts[3] != str(READER_ID):
             return self.reply(request, 404, {"status": 404, "error": "not_found"})
         if method == "GET" and parts[4:] == ["jobs", "next"]:
-            wait = min(float(parse_qs(url.query).get("wait", ["0"])[0]), 30)
-            return self.next_job(request, wait)
+            query = parse_qs(url.query)
+            wait = min(float(query.get("wait", ["0"])[0]), 30)
+            return self.next_job(request, wait, query.get("run", [None])[0])
+        if method == "POST" and parts[4:] == ["jobs", "release"]:
+            return self.release(request, body)
         job = self.jobs.get(int(parts[5])) if len(parts) == 7 else None
         if job is None:
             return self.reply(request, 404, {"status": 404, "error": "not_found"})
@@ -162,15 +172,21 @@ class FakeJobServer:
             return self.result(request, job, body)
         return self.reply(request, 404, {"status": 404, "error": "not_found"})
 
-    def next_job(self, request: BaseHTTPRequestHandler, wait: float) -> None:
+    def next_job(self, request: BaseHTTPRequestHandler, wait: float, run: str | None) -> None:
         def available() -> Job | None:
             for job in self.jobs.values():
                 if job.status in ("queued", "held"):
                     return job
             return None
 
+        def over() -> bool:
+            return run is not None and run in self.stopped_runs
+
         with self.cond:
-            self.cond.wait_for(lambda: available() is not None, timeout=wait)
+            self.cond.wait_for(lambda: over() or available() is not None, timeout=wait)
+            if over():
+                self.polls_ended_by_release += 1
+                return self.reply(request, 204, None)
             job = available()
             if job is None:
                 return self.reply(request, 204, None)
@@ -189,7 +205,23 @@ class FakeJobServer:
                 if job.kind == "erase" and job.uid and job.card_type
                 else None,
             }
+        if self.on_claim is not None:
+            self.on_claim(job)
         return self.reply(request, 200, payload)
+
+    def release(self, request: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
+        """As the server does: held jobs not yet bound go back, their attempt given back."""
+        with self.cond:
+            if body.get("run"):
+                self.stopped_runs.append(body["run"])
+            released = []
+            for job in self.jobs.values():
+                if job.status == "held" and job.uid is None:
+                    job.status, job.attempt = "queued", job.attempt - 1
+                    released.append(job.id)
+            self.cond.notify_all()
+        self.released.set()
+        return self.reply(request, 200, {"released": released})
 
     def bind_uid(self, request: BaseHTTPRequestHandler, job: Job, body: dict[str, Any]) -> None:
         if job.status != "held" or job.kind != "issue":

@@ -384,3 +384,50 @@ def test_unexpected_errors_do_not_end_the_daemon(server, make_daemon, monkeypatc
     job = server.add_job("issue")
     assert daemon.run() == 0
     assert server.outcomes(job) == ["done"]
+
+
+def _in_flight(server: FakeJobServer, count: int = 1) -> None:
+    deadline = time.monotonic() + 10
+    while len([r for r in server.requests if r[1].endswith("/jobs/next")]) < count:
+        assert time.monotonic() < deadline, "the daemon never polled"
+        time.sleep(0.01)
+
+
+def test_a_stop_during_a_long_poll_ends_it_through_the_server(server, make_daemon):
+    reader = MemoryReader(card=new_sim("cpu"))
+    daemon = make_daemon(reader, poll_wait=25)
+    runner = threading.Thread(target=daemon.run)
+    runner.start()
+    _in_flight(server)
+    daemon.stop.set()
+    runner.join(20)
+    assert not runner.is_alive()
+    # The daemon said which run is over, and the poll of that run ended at once.
+    assert server.stopped_runs == [daemon.client.run]
+    assert server.polls_ended_by_release == 1
+    assert reader.apdu_count == 0
+
+
+def test_a_job_claimed_as_the_daemon_stops_is_handed_back_not_begun(server, make_daemon):
+    reader = MemoryReader(card=new_sim("cpu"))
+    daemon = make_daemon(reader, poll_wait=25)
+
+    def stop_as_it_is_claimed(job) -> None:  # type: ignore[no-untyped-def]
+        daemon.stop.set()
+        assert server.released.wait(10), "the daemon did not hand its jobs back"
+
+    server.on_claim = stop_as_it_is_claimed
+    runner = threading.Thread(target=daemon.run)
+    runner.start()
+    _in_flight(server)
+    job = server.add_job("issue")
+    runner.join(20)
+    assert not runner.is_alive()
+    assert (job.status, job.attempt) == ("queued", 0)
+    assert not [r for r in server.requests if r[1].endswith("/uid")]
+    assert reader.apdu_count == 0
+    assert daemon.journal.load() is None
+    # The next daemon takes it at once.
+    server.on_claim = None
+    assert make_daemon(reader).step()
+    assert (job.status, job.attempt, server.outcomes(job)) == ("done", 1, ["done"])

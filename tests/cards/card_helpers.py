@@ -30,6 +30,8 @@ class Daemon:
     reader_id: int
     token: str
     holder: str | None = None
+    #: The daemon's run, sent with its polls (docs/job-protocol.md, "Stopping").
+    run: str | None = None
     written: dict[str, bytes] = field(default_factory=dict)  # uid -> record on the "chip"
 
     @property
@@ -42,9 +44,19 @@ class Daemon:
         return params
 
     def poll(self, wait: float = 0):  # type: ignore[no-untyped-def]
+        run = {"run": self.run} if self.run else {}
         return self.client.get(
             f"/api/v1/readers/{self.reader_id}/jobs/next",
-            query_string=self._query(wait=wait),
+            query_string=self._query(wait=wait, **run),
+            headers=self.headers,
+        )
+
+    def release(self):  # type: ignore[no-untyped-def]
+        """The daemon stops: hand back what it claimed, end its run's polls."""
+        return self.client.post(
+            f"/api/v1/readers/{self.reader_id}/jobs/release",
+            json={"run": self.run} if self.run else {},
+            query_string=self._query(),
             headers=self.headers,
         )
 

@@ -156,3 +156,62 @@ def _admin(desk) -> dict:  # type: ignore[no-untyped-def]
     token, _ = issue_token(user)
     db.session.commit()
     return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_stopping_daemon_hands_back_what_it_claimed_but_has_not_begun(desk, make_reader):
+    first, second = (desk.make_daemon(holder=h, run=f"{h}-run") for h in ("desk-a", "desk-b"))
+    for _ in range(2):
+        desk.issue(desk.arrive_here()["id"])
+    claimed = first.next_job()
+    begun = second.next_job()
+    assert second.send_uid(begun["id"], new_uid()).status_code == 200
+    answer = first.release()
+    assert (answer.status_code, answer.json) == (200, {"released": [claimed["id"]]})
+    # Its attempt is given back, and the next daemon takes it at once, as attempt 1.
+    job = desk.client.get(f"/api/v1/jobs/{claimed['id']}", headers=desk.headers).json
+    assert (job["status"], job["attempt"]) == ("queued", 0)
+    third = desk.make_daemon(holder="desk-c")
+    assert (third.next_job()["id"], third.next_job()["attempt"]) == (claimed["id"], 1)
+    # A job with card work done stays with its daemon (its journal finishes it).
+    assert second.release().json == {"released": []}
+    job = desk.client.get(f"/api/v1/jobs/{begun['id']}", headers=desk.headers).json
+    assert job["status"] == "awaiting_result"
+    # Another reader's release is not found, as every other reader path.
+    other_id, other_token = make_reader(estate_id=desk.estate_id)
+    other = desk.make_daemon(other_id, other_token)
+    foreign = desk.client.post(
+        f"/api/v1/readers/{desk.reader_id}/jobs/release", json={}, headers=other.headers
+    )
+    assert (foreign.status_code, foreign.json["error"]) == (404, "reader_not_found")
+
+
+def test_a_poll_of_a_run_that_is_over_claims_nothing(app, desk):
+    """The release ends the stopping run's poll still open on the server, whatever comes."""
+    from anjuka.cards import jobs
+
+    stopping = desk.make_daemon(holder="desk-a", run="run-1")
+    residence_id = desk.arrive_here()["id"]
+    outcome: dict = {}
+
+    def stop_then_issue() -> None:
+        time.sleep(0.5)
+        with app.app_context():
+            try:
+                outcome["released"] = jobs.release_jobs(desk.reader_id, "desk-a", "run-1")
+                db.session.commit()
+            except Exception as exc:  # reported by the main thread
+                outcome["error"] = exc
+        outcome["issued"] = desk.issue(residence_id).json
+
+    worker = threading.Thread(target=stop_then_issue)
+    worker.start()
+    response = stopping.poll(wait=10)
+    worker.join()
+    assert "error" not in outcome, outcome
+    assert response.status_code == 204
+    assert outcome["released"] == []
+    # The job that came waits for a daemon that is not stopping, even of the same holder.
+    assert stopping.poll().status_code == 204
+    job_id = outcome["issued"]["job_id"]
+    restarted = desk.make_daemon(holder="desk-a", run="run-2")
+    assert restarted.next_job()["id"] == job_id

@@ -116,7 +116,10 @@ def daemon(
     running: list[DaemonProcess] = []
 
     def start(
-        token: str, reader_name: str = READERS[35963], card_timeout: float = 30
+        token: str,
+        reader_name: str = READERS[35963],
+        card_timeout: float = 30,
+        poll_wait: int = 2,
     ) -> DaemonProcess:
         home = tmp_path / f"daemon-{len(running)}"  # its own journal, so its own holder id
         home.mkdir()
@@ -132,7 +135,7 @@ def daemon(
             "--card-timeout",
             str(card_timeout),
             "--poll-wait",
-            "2",
+            str(poll_wait),
             "--backoff-max",
             "1",
         ]

@@ -5,6 +5,7 @@ On SQLite and on PostgreSQL (the ``backend`` parameter).
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 
@@ -195,5 +196,63 @@ def test_a_torn_issue_is_never_active_and_the_card_returning_completes_it(
     # The same card comes back: the daemon reconciles and completes the job.
     cardsim(card_type, port=35963, state=state)
     active = stack.wait_card(issued["card_no"], "active")
+    _assert_chip_carries(stack, chips, FIRST, active)
+    assert _job(stack, issued["job_id"])["attempt"] == 1
+
+
+def _polling(stack: Stack, reader_id: int) -> bool:
+    readers = stack.api("GET", "/readers", "admin").json()
+    return any(r["id"] == reader_id and r["last_seen_at"] for r in readers)
+
+
+def test_sigterm_during_a_long_poll_stops_the_daemon_at_once(stack, daemon):
+    """It does not wait out its 25 s poll."""
+    reader_id, token = stack.new_reader()
+    first = daemon(token, FIRST, poll_wait=25)
+    wait_for(lambda: _polling(stack, reader_id), 20, "the daemon's first poll")
+    time.sleep(1)  # well inside the long poll
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(10) == 0, first.text()
+    assert "stopping" in first.text()
+
+
+def test_a_job_issued_as_the_daemon_stops_is_left_for_the_next(
+    stack, daemon, cardsim, chips, tmp_path
+):
+    """The last poll of a stopping daemon does not take a job away with it."""
+    reader_id, token = stack.new_reader()
+    first = daemon(token, FIRST, poll_wait=25)
+    wait_for(lambda: _polling(stack, reader_id), 20, "the daemon's first poll")
+    time.sleep(1)  # well inside the long poll
+    first.proc.send_signal(signal.SIGTERM)
+    issued = stack.issue(reader_id)  # as it stops: the poll must not take it with it
+    assert first.proc.wait(10) == 0, first.text()
+    assert "stopping" in first.text()
+    job = _job(stack, issued["job_id"])
+    assert (job["status"], job["attempt"]) == ("queued", 0), job
+    cardsim("cpu", port=35963, state=tmp_path / "card.json")
+    daemon(token, FIRST)
+    active = stack.wait_card(issued["card_no"], "active")
+    _assert_chip_carries(stack, chips, FIRST, active)
+    assert _job(stack, issued["job_id"])["attempt"] == 1
+
+
+def test_a_job_claimed_when_the_daemon_stops_is_handed_back_to_the_next(
+    stack, daemon, cardsim, chips, tmp_path
+):
+    reader_id, token = stack.new_reader()
+    first = daemon(token, FIRST, poll_wait=25)
+    issued = stack.issue(reader_id)
+    # It claims the job and waits for a card that does not come...
+    wait_for(lambda: _job(stack, issued["job_id"])["status"] == "claimed", 20, "the claim")
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(10) == 0, first.text()
+    assert "handed back job(s)" in first.text()
+    job = _job(stack, issued["job_id"])
+    assert (job["status"], job["attempt"]) == ("queued", 0), job
+    # ...and another daemon (its own holder) takes it at once, not after the lease.
+    cardsim("mifare1k", port=35963, state=tmp_path / "card.json")
+    daemon(token, FIRST)
+    active = stack.wait_card(issued["card_no"], "active", timeout=30)
     _assert_chip_carries(stack, chips, FIRST, active)
     assert _job(stack, issued["job_id"])["attempt"] == 1

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import gzip
+import hashlib
 import json
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from cardkit import new_uid
 
-from anjuka.cards.models import Card
+from anjuka.cards.models import Card, CardChip
 from anjuka.core.keys import keyring
 from anjuka.core.time import local_today, utcnow
 from anjuka.extensions import db
@@ -24,6 +26,7 @@ from cardreader.offline import (
     parse_time,
     verify,
 )
+from cardreader.record import decode_record
 
 
 @pytest.fixture
@@ -177,3 +180,95 @@ def test_the_bundle_travels_compressed(client, patrol, monkeypatch):
     assert response.headers["Content-Encoding"] == "gzip"
     bundle = json.loads(gzip.decompress(response.get_data()))
     check_signature(bundle, keyring().signing_public_keys())
+
+
+def _last_attempt(job_id: int) -> None:
+    from anjuka.cards.jobs import MAX_ATTEMPTS
+    from anjuka.cards.models import CardJob
+
+    db.session.execute(sa.update(CardJob).where(CardJob.id == job_id).values(attempt=MAX_ATTEMPTS))
+    db.session.commit()
+
+
+def test_the_orphaned_chip_of_a_rebound_or_failed_issuance_is_refused_offline(
+    client, patrol, arrive, create_dwelling
+):
+    """A chip holding a record signed for it that never became the card reads as such offline."""
+    desk, officer = patrol["desk"], patrol["officer"]
+    dwelling = create_dwelling("P", usable=60, rooms=3)
+    headers = desk.desk_headers
+
+    # Rebound: chip A is written (the commit marker too) but its report never comes;
+    # the clerk presents chip B, the job rebinds to B and B becomes the card.
+    rebound = desk.queue(arrive(headers, dwelling).json["id"])
+    uid_a, uid_b = new_uid(), new_uid()
+    on_a = desk.bind(rebound["job_id"], uid_a)
+    on_b = desk.bind(rebound["job_id"], uid_b)
+    desk.report(rebound["job_id"], outcome="done", uid=uid_b, record=on_b.hex())
+    assert desk.card(rebound["card_no"])["status"] == "active"
+
+    # Failed: chip C holds its record, but the job fails for good; the card stays pending.
+    failed = desk.queue(arrive(headers, dwelling).json["id"])
+    uid_c = new_uid()
+    on_c = desk.bind(failed["job_id"], uid_c)
+    _last_attempt(failed["job_id"])
+    desk.report(failed["job_id"], outcome="failed", uid=uid_c, error="read-back failed")
+    assert desk.card(failed["card_no"])["status"] == "pending"
+
+    bundle = fetch(client, officer)
+    trusted = keyring().signing_public_keys()
+    now = utcnow()
+    assert len(bundle["withdrawn"]) == 2
+    for uid, record in ((uid_a, on_a), (uid_c, on_c)):
+        refused = verify(record, uid, bundle, now, trusted_keys=trusted)
+        assert (refused.result, refused.reason) == ("unknown", "never_activated"), refused
+    assert verify(on_b, uid_b, bundle, now, trusted_keys=trusted).result == "valid"
+    for card in patrol["cards"]:
+        assert verify(card.record, card.uid, bundle, now, trusted_keys=trusted).result == "valid"
+    # Online says as much: chip A is not the card's chip, and C's card was never activated.
+    assert online(client, officer, uid_a, on_a) == "forged"
+    assert online(client, officer, uid_c, on_c) == "unknown"
+
+    # The failed card is issued again on chip C, the same day: a record with other
+    # bytes (one day shorter), so the laptop that refuses the old one takes the new.
+    retried = client.post(f"/api/v1/cards/{failed['card_no']}/retry", json={}, headers=headers)
+    assert retried.status_code == 202, retried.json
+    job = client.get(
+        f"/api/v1/readers/{desk.reader_id}/jobs/next?wait=0", headers=desk.reader_headers
+    ).json
+    again = desk.bind(job["id"], uid_c)
+    assert again != on_c
+    assert decode_record(again)[0].valid_until == decode_record(on_c)[0].valid_until - timedelta(
+        days=1
+    )
+    desk.report(job["id"], outcome="done", uid=uid_c, record=again.hex())
+    assert desk.card(failed["card_no"])["status"] == "active"
+    assert verify(again, uid_c, bundle, now, trusted_keys=trusted).result == "valid"
+    assert verify(on_c, uid_c, bundle, now, trusted_keys=trusted).reason == "never_activated"
+
+
+def test_withdrawn_records_come_in_deltas_and_leave_with_their_validity(
+    client, patrol, arrive, create_dwelling
+):
+    desk, officer = patrol["desk"], patrol["officer"]
+    dwelling = create_dwelling("P", usable=60, rooms=3)
+    full = fetch(client, officer)
+    assert full["withdrawn"] == []
+    # A pending card's job is cancelled when its reader is revoked: its chip keeps the record.
+    queued = desk.queue(arrive(desk.desk_headers, dwelling).json["id"])
+    uid = new_uid()
+    record = desk.bind(queued["job_id"], uid)
+    from anjuka.cards.operations import revoke_reader
+    from anjuka.cards.permissions import get_reader_or_404
+
+    revoke_reader(get_reader_or_404(desk.reader_id, lock="update"))
+    db.session.commit()
+    assert desk.card(queued["card_no"])["status"] == "pending"
+    delta = fetch(client, officer, since=full["cursor"])
+    assert delta["withdrawn"] == [hashlib.sha256(record).hexdigest()]
+    state = RevocationList.from_bundles([full, delta], keyring().signing_public_keys())
+    assert verify(record, uid, state, utcnow()).reason == "never_activated"
+    # Once its own validity is over, it is refused by its date and leaves the list.
+    db.session.execute(sa.update(CardChip).values(valid_until=local_today() - timedelta(days=10)))
+    db.session.commit()
+    assert fetch(client, officer)["withdrawn"] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,6 +15,7 @@ from cardreader.offline import (
     BundleSignatureError,
     RevocationList,
     canonical_bytes,
+    record_digest,
     verify,
 )
 from cardreader.record import CardRecord, sign_record
@@ -27,15 +29,22 @@ def public(key: Ed25519PrivateKey) -> str:
     return base64.b64encode(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
 
-def bundle(revoked: list[str], *, signer: Ed25519PrivateKey = SERVER, **extra: object) -> dict:
+def bundle(
+    revoked: list[str],
+    *,
+    signer: Ed25519PrivateKey = SERVER,
+    withdrawn: list[str] | None = None,
+    **extra: object,
+) -> dict:
     body = {
-        "format": 1,
+        "format": 2,
         "issued_at": "2026-11-29T00:00:00Z",
         "expires_at": "2026-11-30T00:00:00Z",
         "since": None,
         "cursor": "c1",
         "keys": [{"id": 3, "algorithm": "Ed25519", "public_key": public(SERVER)}],
         "revoked": revoked,
+        "withdrawn": withdrawn or [],
         "signed_by": 3,
         **extra,
     }
@@ -97,3 +106,42 @@ def test_a_key_rotation_arrives_signed_by_the_old_key():
         new_key,
     )
     assert verify(rotated, UID, state, NOW).result == "valid"
+
+
+def test_a_withdrawn_record_is_refused_on_its_own_chip_and_only_that_record():
+    """A record signed for this chip that never became the card: listed by its digest."""
+    orphan = record("AJ00000012Q", until=dt.date(2027, 1, 1))
+    real = record("AJ00000012Q", until=dt.date(2026, 12, 31))  # the card as issued later
+    state = RevocationList.from_bundles([bundle([], withdrawn=[record_digest(orphan)])])
+    refused = verify(orphan, UID, state, NOW)
+    assert (refused.result, refused.reason, refused.card_no) == (
+        "unknown",
+        "never_activated",
+        "AJ00000012Q",
+    )
+    assert verify(real, UID, state, NOW).result == "valid"
+    # Revoked says more, and an expired orphan drops out of the list: expired by its date.
+    assert (
+        verify(orphan, UID, bundle(["AJ00000012Q"], withdrawn=[record_digest(orphan)]), NOW).result
+        == "revoked"
+    )
+    # Withdrawn records accumulate over deltas, as revocations do.
+    later = record("AJ00000021O")
+    state.apply(bundle([], since="c1", cursor="c2", withdrawn=[record_digest(later)]))
+    assert state.withdrawn == {record_digest(orphan), record_digest(later)}
+    assert verify(later, UID, state, NOW).reason == "never_activated"
+    assert record_digest(orphan) == hashlib.sha256(orphan).hexdigest()
+
+
+def test_bundles_of_another_format_or_with_bad_withdrawals_are_refused():
+    old = bundle([])
+    old["format"] = 1
+    with pytest.raises(BundleError, match="format 2"):
+        verify(record(), UID, old, NOW)
+    for bad in (["AB" * 32], ["00"], [7]):
+        with pytest.raises(BundleError, match="withdrawn"):
+            verify(record(), UID, bundle([], withdrawn=bad), NOW)  # type: ignore[arg-type]
+    missing = bundle([])
+    del missing["withdrawn"]
+    with pytest.raises(BundleError, match="withdrawn"):
+        verify(record(), UID, missing, NOW)

@@ -203,3 +203,43 @@ def test_the_command_line_over_http(beat, server, tmp_path: Path, capsys):  # ty
     assert "run 'anjuka-patrol fetch' while online" in done.stderr
     expires = parse_time(store.bundles()[-1]["expires_at"])
     assert expires > utcnow()
+
+
+def test_the_patrol_refuses_the_orphaned_chip_of_a_rebound_issuance(beat, arrive):
+    """Chip A got the record and kept it; the job went to chip B. The laptop refuses A."""
+    store, desk = beat["store"], beat["desk"]
+    queued = desk.queue(arrive(desk.desk_headers, beat["dwelling"]).json["id"])
+    first, second = new_uid(4), new_uid(4)
+    kept = desk.bind(queued["job_id"], first, "mifare1k")
+    issued = desk.bind(queued["job_id"], second, "mifare1k")
+    desk.report(queued["job_id"], outcome="done", uid=second, record=issued.hex())
+    assert desk.card(queued["card_no"])["status"] == "active"  # on the second chip
+
+    # The first chip was written, whole, before the tear: it holds its record.
+    orphan = SimMifareCard(uid=bytes.fromhex(first))
+    with MemoryReader(card=orphan).wait_for_card(1) as connection:
+        write_record(
+            connection,
+            {"transport_key": "ff" * 6, "key_a": b"ANJUKA".hex(), "key_b": "a1b2c3d4e5f6"},
+            kept,
+            "mifare1k",
+        )
+    patrol.fetch(store, beat["get"])
+    result, entry = read_with(MemoryReader(card=orphan), store)
+    assert (result.result, result.reason, result.card_no) == (
+        "unknown",
+        "never_activated",
+        queued["card_no"],
+    )
+    assert entry["offline_result"] == "unknown"
+    real = SimMifareCard(uid=bytes.fromhex(second))
+    with MemoryReader(card=real).wait_for_card(1) as connection:
+        write_record(
+            connection,
+            {"transport_key": "ff" * 6, "key_a": b"ANJUKA".hex(), "key_b": "a1b2c3d4e5f6"},
+            issued,
+            "mifare1k",
+        )
+    assert read_with(MemoryReader(card=real), store)[0].result == "valid"
+    for card in beat["cards"]:
+        assert read_with(chip_with(card), store)[0].result == "valid"

@@ -20,7 +20,7 @@ from anjuka.extensions import db
 from anjuka.verifications.models import Inspection
 from cardreader import patrol
 from cardreader.cli import main as cardreader_main
-from cardreader.offline import BundleExpiredError, BundleSignatureError, parse_time
+from cardreader.offline import BundleError, BundleExpiredError, BundleSignatureError, parse_time
 from cardreader.protocol.card import write_record
 from cardreader.sim.cpu import SimCpuCard
 from cardreader.sim.mifare import SimMifareCard
@@ -243,3 +243,24 @@ def test_the_patrol_refuses_the_orphaned_chip_of_a_rebound_issuance(beat, arrive
     assert read_with(MemoryReader(card=real), store)[0].result == "valid"
     for card in beat["cards"]:
         assert read_with(chip_with(card), store)[0].result == "valid"
+
+
+def test_a_chain_of_the_old_format_is_replaced_by_a_full_bundle(beat):
+    """A laptop upgraded with format-1 bundles kept fetches a full one, not a delta on them."""
+    store = beat["store"]
+    patrol.fetch(store, beat["get"])
+    old = store.bundles()
+    old[0]["format"] = 1
+    store.bundles_file.write_text(json.dumps(old))
+    with pytest.raises(BundleError, match="format 2; fetch a fresh one"):
+        store.revocation_list()
+    asked: list[str] = []
+
+    def get(path: str):  # type: ignore[no-untyped-def]
+        asked.append(path)
+        return beat["get"](path)
+
+    state = patrol.fetch(store, get)
+    assert asked == ["/api/v1/offline-bundle"]
+    assert [b["format"] for b in store.bundles()] == [2]
+    assert state.withdrawn == set()

@@ -7,7 +7,7 @@ job as withdrawn, of an open job as neither. Records a job rebound away from
 before this revision were overwritten in card_jobs and cannot be listed.
 
 Revision ID: 0006_card_chips
-Revises: 0003_alerts
+Revises: 0008_audit_order
 Create Date: 2026-12-01 12:00:00.000000
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0006_card_chips'
-down_revision = '0003_alerts'
+down_revision = '0008_audit_order'
 branch_labels = None
 depends_on = None
 

@@ -173,7 +173,7 @@ class Daemon:
         return 0
 
     def _hand_back(self) -> None:
-        """On the way out: give back the jobs claimed but not begun, and end the poll out.
+        """On the way out: give back the jobs claimed but not begun, end the poll in flight.
 
         Once only, without retrying: a server that cannot be reached gets its
         jobs back when their lease runs out. A job with card work done (a

@@ -201,8 +201,14 @@ def test_a_torn_issue_is_never_active_and_the_card_returning_completes_it(
 
 
 def _polling(stack: Stack, reader_id: int) -> bool:
-    readers = stack.api("GET", "/readers", "admin").json()
-    return any(r["id"] == reader_id and r["last_seen_at"] for r in readers)
+    """Whether the reader's daemon has polled (the list is by id: walk its pages)."""
+    page = 1
+    while readers := stack.api("GET", f"/readers?page={page}&page_size=100", "admin").json():
+        for reader in readers:
+            if reader["id"] == reader_id:
+                return bool(reader["last_seen_at"])
+        page += 1
+    return False
 
 
 def test_sigterm_during_a_long_poll_stops_the_daemon_at_once(stack, daemon):

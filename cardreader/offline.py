@@ -138,6 +138,8 @@ class RevocationList:
     cursor: str | None = None
     issued_at: datetime | None = None
     expires_at: datetime | None = None
+    #: Where the registry counts its calendar days (a card is valid to the end of its day there).
+    timezone: str = DEFAULT_TIMEZONE
 
     @classmethod
     def from_bundles(
@@ -166,6 +168,7 @@ class RevocationList:
             cursor=bundle["cursor"],
             issued_at=parse_time(bundle["issued_at"]),
             expires_at=parse_time(bundle["expires_at"]),
+            timezone=bundle.get("timezone") or DEFAULT_TIMEZONE,
         )
 
     def apply(self, delta: Mapping) -> RevocationList:
@@ -182,6 +185,7 @@ class RevocationList:
         self.cursor = delta["cursor"]
         self.issued_at = parse_time(delta["issued_at"])
         self.expires_at = parse_time(delta["expires_at"])
+        self.timezone = delta.get("timezone") or self.timezone
         return self
 
     def check_fresh(self, now: datetime) -> None:
@@ -261,7 +265,7 @@ def verify(
     now: datetime,
     *,
     trusted_keys: Mapping[int, Ed25519PublicKey] | None = None,
-    timezone: str = DEFAULT_TIMEZONE,
+    timezone: str | None = None,
 ) -> OfflineResult:
     """Check what a chip holds against the bundle, offline.
 
@@ -279,8 +283,8 @@ def verify(
     4. The record is one the bundle lists as withdrawn (signed for this
        chip, but the card was issued on another chip, or never): ``unknown``
        (reason ``never_activated``), as online for a card never activated.
-    5. Its ``valid_until`` is before today (in the registry's time zone):
-       ``expired``.
+    5. Its ``valid_until`` is before today in the registry's time zone
+       (the bundle's ``timezone``, unless ``timezone`` is given): ``expired``.
     6. Otherwise ``valid``.
     """
     state = (
@@ -311,7 +315,7 @@ def verify(
         return OfflineResult("revoked", "listed", **facts)
     if record_digest(record_bytes) in state.withdrawn:
         return OfflineResult("unknown", "never_activated", **facts)
-    today = now.astimezone(ZoneInfo(timezone)).date()
+    today = now.astimezone(ZoneInfo(timezone or state.timezone)).date()
     if record.valid_until < today:
         return OfflineResult("expired", None, **facts)
     return OfflineResult("valid", None, **facts)

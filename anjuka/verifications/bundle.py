@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from anjuka.cards.models import Card, CardChip
 from anjuka.core.errors import InvalidInput
 from anjuka.core.keys import keyring
-from anjuka.core.time import local_date, utcnow
+from anjuka.core.time import local_date, registry_zone, utcnow
 from anjuka.extensions import db
 from cardreader.offline import ALGORITHM, FORMAT, canonical_bytes, format_time
 
@@ -100,6 +100,7 @@ def build_bundle(since: str | None = None, *, now: datetime | None = None) -> di
         ],
         "revoked": revoked_card_numbers(since_time, now),
         "withdrawn": withdrawn_records(since_time, now),
+        "timezone": registry_zone().key,
         "signed_by": signer,
     }
     signature = ring.signing_private_key(signer).sign(canonical_bytes(bundle))

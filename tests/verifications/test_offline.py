@@ -71,6 +71,7 @@ def test_the_bundle_is_signed_by_the_server(client, patrol):
     assert bundle["revoked"] == [patrol["cards"][0].card_no]
     lifetime = parse_time(bundle["expires_at"]) - parse_time(bundle["issued_at"])
     assert lifetime == timedelta(hours=24)
+    assert bundle["timezone"] == "Asia/Shanghai"  # the registry's calendar, signed with the rest
 
     pinned = keyring().signing_public_keys()
     check_signature(bundle, pinned)

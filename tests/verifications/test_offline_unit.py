@@ -145,3 +145,14 @@ def test_bundles_of_another_format_or_with_bad_withdrawals_are_refused():
     del missing["withdrawn"]
     with pytest.raises(BundleError, match="withdrawn"):
         verify(record(), UID, missing, NOW)
+
+
+def test_validity_is_counted_in_the_zone_the_bundle_names():
+    """A registry elsewhere (ANJUKA_TIMEZONE) tells its zone in the signed bundle."""
+    late_evening = dt.datetime(2026, 11, 28, 17, 0, tzinfo=dt.UTC)  # 01:00 on the 29th in Shanghai
+    card = record(until=dt.date(2026, 11, 28))
+    assert verify(card, UID, bundle([]), late_evening).result == "expired"  # no zone: Shanghai's
+    western = bundle([], timezone="America/Los_Angeles")  # 09:00 on the 28th there
+    assert RevocationList.from_bundles([western]).timezone == "America/Los_Angeles"
+    assert verify(card, UID, western, late_evening).result == "valid"
+    assert verify(card, UID, bundle([], timezone="Asia/Shanghai"), late_evening).result == "expired"

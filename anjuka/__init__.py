@@ -12,7 +12,7 @@ __all__ = ["create_app"]
 def create_app(config: Config | None = None) -> Flask:
     """Build the Flask application; tests pass their own ``Config``."""
     from anjuka import extensions
-    from anjuka.core import errors, keys, security
+    from anjuka.core import errors, keys, limits, security
     from anjuka.domains import register_domains
 
     app = Flask(__name__, instance_path=str((config or Config.from_env()).instance_path))
@@ -23,5 +23,6 @@ def create_app(config: Config | None = None) -> Flask:
     keys.init_app(app, config)
     errors.init_app(app)
     security.init_app(app)
+    limits.init_app(app, config)
     register_domains(app)
     return app

@@ -58,6 +58,115 @@ def create_user(
         click.echo(f"password: {password}")
 
 
+def _change_account(change):  # type: ignore[no-untyped-def]
+    """Run ``change()`` in one transaction; a refusal exits 1 with its code."""
+    from anjuka.core.errors import AppError
+
+    try:
+        result = change()
+        db.session.commit()
+    except AppError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    return result
+
+
+@users.command("list")
+@with_appcontext
+def users_list() -> None:
+    """Every account: id, name, role, scopes, active or disabled."""
+    import sqlalchemy as sa
+
+    from anjuka.auth.models import User
+    from anjuka.auth.operations import scope_specs
+
+    for user in db.session.scalars(sa.select(User).order_by(User.id)):
+        state = "active" if user.active else "disabled"
+        scopes = " ".join(scope_specs(user)) or "-"
+        click.echo(f"{user.id}\t{user.username}\t{user.role}\t{scopes}\t{state}")
+
+
+@users.command("disable")
+@click.argument("name")
+@with_appcontext
+def users_disable(name: str) -> None:
+    """Disable an account: every token and session of it answers 401 at once."""
+    from anjuka.auth import operations
+
+    revoked = _change_account(lambda: operations.disable_user(operations.find_user(name)))
+    click.echo(f"user {name} disabled; {revoked} token(s) and session(s) revoked")
+
+
+@users.command("enable")
+@click.argument("name")
+@with_appcontext
+def users_enable(name: str) -> None:
+    """Let a disabled account sign in again (its old tokens stay revoked)."""
+    from anjuka.auth import operations
+
+    _change_account(lambda: operations.enable_user(operations.find_user(name)))
+    click.echo(f"user {name} enabled")
+
+
+@users.command("update")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "supervisor", "manager", "officer", "auditor"]))
+@click.option(
+    "--scope", "scopes", multiple=True, help="the new scopes, replacing the old (repeatable)"
+)
+@click.option("--no-scopes", is_flag=True, help="remove every scope (admins, auditors)")
+@click.option("--display-name")
+@with_appcontext
+def users_update(
+    name: str,
+    role: str | None,
+    scopes: tuple[str, ...],
+    no_scopes: bool,
+    display_name: str | None,
+) -> None:
+    """Change an account's role, scopes or display name (checked as at creation)."""
+    from anjuka.auth import operations
+
+    new_scopes = [] if no_scopes else (list(scopes) if scopes else None)
+    extra = {"display_name": display_name} if display_name is not None else {}
+    user = _change_account(
+        lambda: operations.update_user(
+            operations.find_user(name), role=role, scopes=new_scopes, **extra
+        )
+    )
+    click.echo(
+        f"user {name}: role {user.role}, scopes {' '.join(operations.scope_specs(user)) or '-'}"
+    )
+
+
+@users.command("set-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+@with_appcontext
+def users_set_password(name: str, password_stdin: bool) -> None:
+    """Set a new password (from stdin, or generated and printed once); revokes every token."""
+    import secrets
+
+    from anjuka.auth import operations
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(12)
+    revoked = _change_account(lambda: operations.set_password(operations.find_user(name), password))
+    click.echo(f"user {name}: password set; {revoked} token(s) and session(s) revoked")
+    if not password_stdin:
+        click.echo(f"password: {password}")
+
+
+@users.command("revoke-tokens")
+@click.argument("name")
+@with_appcontext
+def users_revoke_tokens(name: str) -> None:
+    """Revoke every token and session of an account (it may sign in again)."""
+    from anjuka.auth import operations
+
+    revoked = _change_account(lambda: operations.revoke_user_tokens(operations.find_user(name)))
+    click.echo(f"user {name}: {revoked} token(s) and session(s) revoked")
+
+
 @click.group()
 def audit() -> None:
     """The audit trail."""

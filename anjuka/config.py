@@ -22,8 +22,19 @@ class Config:
     token_lifetime: timedelta = timedelta(hours=12)
     session_lifetime: timedelta = timedelta(hours=8)
     max_content_length: int = 1024 * 1024
-    login_attempts: int = 5
-    login_lockout: timedelta = timedelta(minutes=15)
+    #: Failed sign-ins allowed per account and client address (then 429 until one lapses).
+    sign_in_limit: str = "5 per 15 minutes"
+    #: Failed sign-ins allowed per client address across every account.
+    sign_in_address_limit: str = "30 per 15 minutes"
+    #: Look-ups by document number allowed per user (the look-up endpoint and
+    #: document verifications together); a burst beyond raises ``bulk_lookup``.
+    lookup_limit: str = "30 per minute"
+    #: Where the throttles count: ``memory://`` (per process) or a shared store
+    #: such as ``redis://host:6379`` for several workers or hosts.
+    ratelimit_storage_url: str = "memory://"
+    #: How many proxies in front of the app to believe about the client address
+    #: (``X-Forwarded-For``, ``X-Forwarded-Proto``); 0 trusts none.
+    trusted_proxies: int = 0
     # JSON file with the key material; created in the instance folder if absent.
     keys_file: Path | None = None
     testing: bool = False
@@ -58,6 +69,13 @@ class Config:
             values["webhook_worker"] = env["ANJUKA_WEBHOOK_WORKER"]
         if env.get("ANJUKA_WEBHOOK_INTERVAL"):
             values["webhook_interval"] = float(env["ANJUKA_WEBHOOK_INTERVAL"])
+        for name in ("sign_in_limit", "sign_in_address_limit", "lookup_limit"):
+            if env.get(f"ANJUKA_{name.upper()}"):
+                values[name] = env[f"ANJUKA_{name.upper()}"]
+        if env.get("ANJUKA_RATELIMIT_STORAGE_URL"):
+            values["ratelimit_storage_url"] = env["ANJUKA_RATELIMIT_STORAGE_URL"]
+        if env.get("ANJUKA_TRUSTED_PROXIES"):
+            values["trusted_proxies"] = int(env["ANJUKA_TRUSTED_PROXIES"])
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
@@ -97,4 +115,8 @@ class Config:
             "OPENAPI_URL_PREFIX": "/api/v1",
             "OPENAPI_JSON_PATH": "openapi.json",
             "JSON_SORT_KEYS": False,
+            "RATELIMIT_STORAGE_URI": self.ratelimit_storage_url,
+            # Exact windows: a fixed window would let twice the figure through at its edge.
+            "RATELIMIT_STRATEGY": "moving-window",
+            "RATELIMIT_KEY_PREFIX": "anjuka",
         }

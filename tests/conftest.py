@@ -166,8 +166,11 @@ def _empty_tables(app: Flask) -> None:
 
 @pytest.fixture
 def app(_session_app: Flask) -> Iterator[Flask]:
-    """The application on an empty database, inside an app context."""
+    """The application on an empty database, inside an app context, with fresh throttles."""
+    from anjuka.core.limits import limiter
+
     _empty_tables(_session_app)
+    limiter.reset()
     with _session_app.app_context():
         yield _session_app
         db.session.remove()

@@ -24,6 +24,7 @@ ALERT_KINDS: dict[str, str] = {
     "card_expiring": "info",
     "reader_offline": "warning",
     "transfer_requested": "info",
+    "bulk_lookup": "warning",
 }
 SEVERITIES = ("info", "warning", "critical")
 STATUSES = ("open", "acknowledged", "resolved")
@@ -72,7 +73,7 @@ class Alert(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(32))
-    #: What the alert is about: "dwelling", "residence", "card", "reader".
+    #: What the alert is about: "dwelling", "residence", "card", "reader", "user".
     subject_type: Mapped[str] = mapped_column(sa.String(32))
     subject_id: Mapped[str] = mapped_column(sa.String(64))
     #: For alerts the sweep raises: which occurrence (a departure date, an

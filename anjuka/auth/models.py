@@ -30,9 +30,8 @@ class User(db.Model):
     display_name: Mapped[str | None] = mapped_column(sa.String(200))
     role: Mapped[str] = mapped_column(sa.String(16))
     password_hash: Mapped[str] = mapped_column(sa.String(255))
+    #: A disabled account cannot sign in, and its tokens and sessions answer 401.
     active: Mapped[bool] = mapped_column(default=True)
-    failed_logins: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     scopes: Mapped[list[UserScope]] = relationship(
@@ -63,13 +62,22 @@ class UserScope(db.Model):
     area: Mapped[Area | None] = relationship()
 
 
+TOKEN_KINDS = ("token", "session")
+
+
 class ApiToken(db.Model):
-    """A bearer token: only its SHA-256 is stored; it expires and can be revoked."""
+    """A bearer token or a browser session's token: only its SHA-256 is stored.
+
+    It expires and can be revoked.
+    """
 
     __tablename__ = "api_tokens"
+    __table_args__ = (sa.CheckConstraint("kind IN ('token', 'session')", name="kind_known"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    #: ``token`` (``POST /auth/tokens``) or ``session`` (``POST /auth/session``).
+    kind: Mapped[str] = mapped_column(sa.String(16), default="token", server_default="token")
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -4,6 +4,10 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from anjuka.auth.models import ROLES
+from anjuka.auth.operations import scope_specs
+
+SCOPE_SPEC = validate.Regexp(r"^(area|estate|dwelling):[A-Za-z0-9_-]+$")
+PASSWORD = validate.Length(10, 1024)
 
 
 class TokenRequestSchema(ma.Schema):
@@ -26,12 +30,9 @@ class SessionSchema(ma.Schema):
 class UserCreateSchema(ma.Schema):
     username = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.-]{2,80}$"))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(10, 1024))
+    password = fields.String(required=True, load_only=True, validate=PASSWORD)
     display_name = fields.String(validate=validate.Length(max=200))
-    scopes = fields.List(
-        fields.String(validate=validate.Regexp(r"^(area|estate|dwelling):[A-Za-z0-9_-]+$")),
-        load_default=list,
-    )
+    scopes = fields.List(fields.String(validate=SCOPE_SPEC), load_default=list)
 
 
 class UserSchema(ma.Schema):
@@ -44,15 +45,41 @@ class UserSchema(ma.Schema):
 
     def _scopes(self, user) -> list[str]:  # type: ignore[no-untyped-def]
         """The scopes in the form they were given: area:CODE, estate:ID, dwelling:ID."""
-        out = []
-        for s in user.scopes:
-            if s.area_id is not None:
-                out.append(f"area:{s.area.code}")
-            elif s.estate_id is not None:
-                out.append(f"estate:{s.estate_id}")
-            else:
-                out.append(f"dwelling:{s.dwelling_id}")
-        return out
+        return scope_specs(user)
+
+
+class UserUpdateSchema(ma.Schema):
+    """Any of role, scopes (the whole new list), display name; checked as at creation."""
+
+    role = fields.String(validate=validate.OneOf(ROLES))
+    scopes = fields.List(fields.String(validate=SCOPE_SPEC))
+    display_name = fields.String(allow_none=True, validate=validate.Length(max=200))
+
+
+class PasswordSetSchema(ma.Schema):
+    password = fields.String(required=True, load_only=True, validate=PASSWORD)
+
+
+class PasswordChangeSchema(ma.Schema):
+    current_password = fields.String(
+        required=True, load_only=True, validate=validate.Length(1, 1024)
+    )
+    new_password = fields.String(required=True, load_only=True, validate=PASSWORD)
+
+
+class TokensRevokedSchema(ma.Schema):
+    tokens_revoked = fields.Integer(required=True)
+
+
+class TokenInfoSchema(ma.Schema):
+    """One of the caller's live tokens or browser sessions (never the token itself)."""
+
+    id = fields.Integer()
+    kind = fields.String(metadata={"description": "token (bearer) or session (browser)"})
+    created_at = fields.DateTime()
+    expires_at = fields.DateTime()
+    origin = fields.String(allow_none=True, metadata={"description": "client address at sign-in"})
+    current = fields.Boolean(metadata={"description": "the one this request carries"})
 
 
 class MeSchema(ma.Schema):

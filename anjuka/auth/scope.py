@@ -60,6 +60,38 @@ def scope_of(identity: Identity) -> Scope:
     return scope
 
 
+def home_area_id(user: object) -> int | None:
+    """The one area that covers everything a user's scope reaches, or None.
+
+    The area itself for a single area scope, an estate's or a dwelling's area
+    for a manager, and the lowest common ancestor when there are several.
+    Unscoped users (admins) and scopes in separate trees have none: what
+    concerns them is for admins only.
+    """
+    area_ids: set[int] = set()
+    for s in user.scopes:  # type: ignore[attr-defined]
+        if s.area_id is not None:
+            area_ids.add(s.area_id)
+        elif s.estate_id is not None:
+            area_ids.add(db.session.get(Estate, s.estate_id).area_id)  # type: ignore[union-attr]
+        elif s.dwelling_id is not None:
+            area_ids.add(db.session.get(Dwelling, s.dwelling_id).area_id)  # type: ignore[union-attr]
+    if not area_ids:
+        return None
+    paths = [
+        [c for c in p.split("/") if c]
+        for p in db.session.scalars(sa.select(Area.path).where(Area.id.in_(area_ids)))
+    ]
+    common: list[str] = []
+    for codes in zip(*paths, strict=False):
+        if len(set(codes)) != 1:
+            break
+        common.append(codes[0])
+    if not common:
+        return None
+    return db.session.scalar(sa.select(Area.id).where(Area.code == common[-1]))
+
+
 def _path_clause(column: ColumnElement, paths: tuple[str, ...]) -> ColumnElement[bool]:
     return sa.or_(*(column.startswith(p, autoescape=True) for p in paths)) if paths else sa.false()
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app, g, request, session
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from anjuka.core.errors import AppError, Forbidden, Unauthorized
@@ -89,6 +91,16 @@ def require_identity() -> Identity:
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_HEADER = "X-CSRF-Token"
+#: A client's ``X-Request-Id`` is kept only in this shape: it lands in the
+#: audit trail and the logs, so nothing else a client sends is copied there.
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{8,64}")
+
+
+def request_id_for(sent: str | None) -> str:
+    """The id of this request: the client's, when well formed, else a new one."""
+    if sent is not None and REQUEST_ID_PATTERN.fullmatch(sent):
+        return sent
+    return uuid.uuid4().hex
 
 
 def current_token() -> tuple[str | None, bool]:
@@ -155,7 +167,7 @@ def gate() -> None:
     The caller is refused (401/403) before anything of the body is read, so
     an anonymous request learns nothing from how its body is judged.
     """
-    g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    g.request_id = request_id_for(request.headers.get("X-Request-Id"))
     if request.endpoint is None:
         return  # routing fails with 404/405 on its own
     view = current_app.view_functions.get(request.endpoint)
@@ -190,7 +202,16 @@ class _BoundedIntegerConverter(IntegerConverter):
 
 
 def init_app(app: Flask) -> None:
-    """Install the gate and the response headers every answer carries."""
+    """Install the gate and the response headers every answer carries.
+
+    Behind ``trusted_proxies`` proxies (a TLS terminator), the client address
+    and scheme come from the ``X-Forwarded-For`` and ``X-Forwarded-Proto``
+    entries those proxies appended; with none trusted (the default) the
+    headers are ignored, since any client could send them.
+    """
+    proxies = app.extensions["anjuka_config"].trusted_proxies
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     app.url_map.converters["int"] = _BoundedIntegerConverter
     app.before_request(gate)
 

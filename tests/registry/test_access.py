@@ -87,6 +87,16 @@ EXPECTED_ACCESS: dict[str, frozenset[str] | str] = {
     "auth.revoke_current_token": EVERYONE,
     "auth.whoami": EVERYONE,
     "auth.create_user": ADMIN,
+    "auth.list_own_tokens": EVERYONE,
+    "auth.revoke_own_token": EVERYONE,
+    "auth.change_own_password": EVERYONE,
+    "auth.list_users": ADMIN,
+    "auth.get_user": ADMIN,
+    "auth.update_user": ADMIN,
+    "auth.disable_user": ADMIN,
+    "auth.enable_user": ADMIN,
+    "auth.set_password": ADMIN,
+    "auth.revoke_user_tokens": ADMIN,
     "areas.create_area": ADMIN,
     "areas.list_areas": AREA_READERS,
     "areas.get_area": AREA_READERS,
@@ -147,6 +157,30 @@ def _fresh_transfer(
     return response.json["id"]
 
 
+def _new_account(w) -> int:
+    """An account of its own for an admin to change."""
+    from anjuka.auth.operations import create_user
+    from anjuka.extensions import db
+
+    user = create_user(f"target{next(_serial)}", "auditor", "t" * 12)
+    db.session.commit()
+    return user.id
+
+
+def _spare_token_id(w, role: str) -> int:
+    """A second token of the role's user, to revoke without signing the caller out."""
+    import sqlalchemy as sa
+
+    from anjuka.auth.models import ApiToken, User
+    from anjuka.auth.operations import issue_token
+    from anjuka.core.security import hash_token
+    from anjuka.extensions import db
+
+    token, _ = issue_token(db.session.get(User, w.users[role]["id"]))
+    db.session.commit()
+    return db.session.scalar(sa.select(ApiToken.id).where(ApiToken.token_hash == hash_token(token)))
+
+
 # An in-scope request that must succeed for every allowed role ...
 IN_SCOPE: dict[str, Callable[..., Request]] = {
     "auth.create_token": lambda w, role: (
@@ -163,6 +197,22 @@ IN_SCOPE: dict[str, Callable[..., Request]] = {
         "/users",
         {"username": f"new{next(_serial)}", "role": "auditor", "password": "x" * 12},
     ),
+    "auth.list_own_tokens": lambda w, role: ("/auth/tokens", None),
+    "auth.revoke_own_token": lambda w, role: (f"/auth/tokens/{_spare_token_id(w, role)}", None),
+    "auth.change_own_password": lambda w, role: (
+        "/auth/password",
+        {"current_password": w.users[role]["password"], "new_password": w.users[role]["password"]},
+    ),
+    "auth.list_users": lambda w, role: ("/users", None),
+    "auth.get_user": lambda w, role: (f"/users/{_new_account(w)}", None),
+    "auth.update_user": lambda w, role: (f"/users/{_new_account(w)}", {"display_name": "T"}),
+    "auth.disable_user": lambda w, role: (f"/users/{_new_account(w)}/disable", None),
+    "auth.enable_user": lambda w, role: (f"/users/{_new_account(w)}/enable", None),
+    "auth.set_password": lambda w, role: (
+        f"/users/{_new_account(w)}/password",
+        {"password": "n" * 12},
+    ),
+    "auth.revoke_user_tokens": lambda w, role: (f"/users/{_new_account(w)}/tokens/revoke", None),
     "areas.create_area": lambda w, role: (
         "/areas",
         {"code": f"N{next(_serial)}", "name": "New", "parent_code": "RA"},

@@ -24,7 +24,7 @@ def test_every_write_sign_in_and_unmasked_read_is_an_event(
     client, create_user, create_area, create_dwelling
 ):
     admin = create_user("admin")
-    headers = {**admin["headers"], "X-Request-Id": "req-42"}
+    headers = {**admin["headers"], "X-Request-Id": "req-0042"}
     start = len(_events())
 
     def expect(action, subject_type, subject_id, chain, **details):
@@ -39,7 +39,7 @@ def test_every_write_sign_in_and_unmasked_read_is_an_event(
         assert event.actor_id == admin["id"]
         assert event.actor_name == admin["username"]
         assert event.origin == "127.0.0.1"
-        assert event.request_id == "req-42"
+        assert event.request_id == "req-0042"
         assert event.occurred_at.utcoffset().total_seconds() == 0
         for key, value in details.items():
             assert event.details[key] == value, (key, event.details)

@@ -18,6 +18,8 @@ from anjuka.extensions import db
 blp = Blueprint("alerts", __name__, description="Alerts the registry raises by itself")
 READERS = ("supervisor", "officer")
 HANDLERS = ("supervisor",)
+#: Alerts about users rather than the registry: for supervisors (and admins) only.
+SUPERVISOR_ONLY_KINDS = ("bulk_lookup",)
 
 
 def alert_filter(identity: Identity) -> sa.ColumnElement[bool]:
@@ -30,6 +32,8 @@ def alert_filter(identity: Identity) -> sa.ColumnElement[bool]:
     areas = sa.select(Area.id).where(
         sa.or_(*(Area.path.startswith(p, autoescape=True) for p in scope.area_paths))
     )
+    if identity.role not in HANDLERS:
+        return sa.and_(Alert.area_id.in_(areas), Alert.kind.not_in(SUPERVISOR_ONLY_KINDS))
     return Alert.area_id.in_(areas)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from anjuka.alerts import occupancy
 from anjuka.alerts.operations import Raised, raise_alert, raise_once, resolve_if_live
 from anjuka.areas.models import Area
+from anjuka.auth.models import User
+from anjuka.auth.scope import home_area_id
 from anjuka.core import signals
 from anjuka.core.time import local_date
 from anjuka.dwellings.models import Dwelling
@@ -95,6 +97,22 @@ def on_transfer_closed(transfer: Transfer, **_: object) -> None:
     resolve_if_live("transfer_requested", "transfer", transfer.id, f"transfer {transfer.status}")
 
 
+def on_lookups_throttled(user: User, limit: str, **_: object) -> None:
+    """``bulk_lookup``: a user went over the look-up limit; each refusal counts on it.
+
+    Scoped to the area the user's own scope lies in (a manager's estate's
+    area), so that area's supervisors see it; an unscoped user's alert is
+    for admins only.
+    """
+    raise_alert(
+        "bulk_lookup",
+        "user",
+        user.id,
+        area_id=home_area_id(user),
+        details={"username": user.username, "role": user.role, "limit": limit},
+    )
+
+
 def connect() -> None:
     """Subscribe to the registry's signals (idempotent: blinker keeps one per receiver)."""
     signals.residence_arrived.connect(on_arrival)
@@ -104,3 +122,4 @@ def connect() -> None:
     signals.card_returned.connect(on_card_returned)
     signals.transfer_requested.connect(on_transfer_requested)
     signals.transfer_closed.connect(on_transfer_closed)
+    signals.document_lookups_throttled.connect(on_lookups_throttled)

@@ -27,3 +27,6 @@ card_returned = _signals.signal("card-returned")
 transfer_requested = _signals.signal("transfer-requested")
 #: sender: the Transfer just completed, cancelled or failed
 transfer_closed = _signals.signal("transfer-closed")
+#: sender: the User whose look-ups by document number went over the limit;
+#: kwargs: limit (the figure, e.g. "30 per 1 minute")
+document_lookups_throttled = _signals.signal("document-lookups-throttled")

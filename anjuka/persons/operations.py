@@ -15,21 +15,59 @@ from anjuka.persons.identity import ParsedDocument, mask_document, parse_documen
 from anjuka.persons.models import DOCUMENT_PURPOSE, Person
 
 _PURPOSE = DOCUMENT_PURPOSE
+#: A separate purpose, so a search's hash in the trail is not the person's index.
+_LOOKUP_PURPOSE = "audit.document_lookup"
 
 
 def _index_input(document: ParsedDocument) -> str:
     return f"{document.document_type}:{document.number}"
 
 
+def blind_index_candidates_of(document: ParsedDocument) -> list[str]:
+    """The document's blind index under every key in the ring (mid-rotation look-ups)."""
+    return blind_index_candidates(_index_input(document), _PURPOSE)
+
+
 def find_person(document: ParsedDocument) -> Person | None:
     """The person holding this document, found through the blind index."""
-    candidates = blind_index_candidates(_index_input(document), _PURPOSE)
+    candidates = blind_index_candidates_of(document)
     return db.session.scalar(sa.select(Person).where(Person.document_index.in_(candidates)))
 
 
 def find_by_document(document_type: str, number: str) -> Person | None:
     """Validate and look up a document number."""
     return find_person(parse_document(document_type, number))
+
+
+def lookup_digest(document: ParsedDocument) -> str:
+    """A keyed hash of a searched document: equal searches match, the number is not in it.
+
+    Whoever holds the blind-index key can test a number against the trail
+    (an investigation); nobody else can read one out of it.
+    """
+    return blind_index(_index_input(document), _LOOKUP_PURPOSE)
+
+
+def record_document_lookup(
+    identity: Identity, document: ParsedDocument, person_id: int | None, *, via: str
+) -> None:
+    """Audit a look-up by document number on the searcher's own chain.
+
+    Who searched (the actor), a keyed hash of what, and the outcome (the
+    person found, or not); never the number. ``via`` names the endpoint.
+    """
+    audit.record(
+        "person.lookup",
+        subject_type="person",
+        subject_id=person_id,
+        chain=f"user:{identity.id}",
+        details={
+            "via": via,
+            "document_type": document.document_type,
+            "document_hash": lookup_digest(document),
+            "outcome": "not_found" if person_id is None else "found",
+        },
+    )
 
 
 def record_person(

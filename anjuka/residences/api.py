@@ -12,9 +12,10 @@ from anjuka.core.privacy import RevealQuerySchema, check_reveal
 from anjuka.core.security import require_identity, requires
 from anjuka.dwellings.models import Dwelling
 from anjuka.extensions import db
-from anjuka.persons.identity import parse_document
+from anjuka.persons.identity import ParsedDocument, parse_document
+from anjuka.persons.limits import document_lookups
 from anjuka.persons.models import Person
-from anjuka.persons.operations import find_by_document
+from anjuka.persons.operations import blind_index_candidates_of, record_document_lookup
 from anjuka.residences import operations
 from anjuka.residences.models import Residence
 from anjuka.residences.schemas import (
@@ -54,6 +55,27 @@ def visible_residences(person_id: int) -> sa.Select:
         .where(Residence.person_id == person_id, dwelling_filter(require_identity()))
         .order_by(Residence.arrived_on.desc(), Residence.id.desc())
     )
+
+
+def visible_residence_of_document(document: ParsedDocument) -> Residence | None:
+    """The latest residence the caller may see of the document's holder, if any.
+
+    One query that joins the blind index and the caller's scope: a holder
+    outside the scope and no holder at all are the same empty answer, found
+    by the same work.
+    """
+    query = (
+        sa.select(Residence)
+        .join(Dwelling, Residence.dwelling_id == Dwelling.id)
+        .join(Person, Residence.person_id == Person.id)
+        .where(
+            Person.document_index.in_(blind_index_candidates_of(document)),
+            dwelling_filter(require_identity()),
+        )
+        .order_by(Residence.arrived_on.desc(), Residence.id.desc())
+        .limit(1)
+    )
+    return db.session.scalar(query)
 
 
 def get_person_or_404(person_id: int) -> tuple[Person, Residence]:
@@ -144,20 +166,30 @@ def list_residents(query: dict, dwelling_id: int, pagination_parameters):
 
 
 @blp.route("/persons/lookup", methods=["POST"])
+@document_lookups
 @blp.arguments(PersonLookupSchema)
 @blp.response(200, PersonSchema)
 @requires(*READERS)
 def lookup_person(body: dict):
-    """Find a person by document number (sent in the body, never in a URL)."""
+    """Find a person by document number (sent in the body, never in a URL).
+
+    A person outside the caller's scope reads exactly like no person (404
+    ``person_not_found``). Every look-up is audited on the caller's chain
+    (a keyed hash, never the number) and counts toward the caller's look-up
+    limit (429 ``too_many_lookups``).
+    """
     identity = require_identity()
     reveal = check_reveal(identity, body["reveal"])
-    person = find_by_document(body["document_type"], body["document_number"])
-    if person is None:
+    document = parse_document(body["document_type"], body["document_number"])
+    latest = visible_residence_of_document(document)
+    record_document_lookup(
+        identity, document, None if latest is None else latest.person_id, via="persons.lookup"
+    )
+    if latest is None:
+        db.session.commit()  # the look-up stays on the record although it found nothing
         raise NotFound("No person with that document.", code="person_not_found")
-    person, latest = get_person_or_404(person.id)
-    view = person_view(person, identity, reveal=reveal, area_code=latest.dwelling.area.code)
-    if reveal:
-        db.session.commit()
+    view = person_view(latest.person, identity, reveal=reveal, area_code=latest.dwelling.area.code)
+    db.session.commit()
     return view
 
 

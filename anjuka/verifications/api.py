@@ -14,6 +14,7 @@ from anjuka.auth.scope import get_dwelling_or_404, scope_of
 from anjuka.cards.models import Card
 from anjuka.core.security import Identity, require_identity, requires
 from anjuka.extensions import db
+from anjuka.persons.limits import document_lookups
 from anjuka.verifications import operations
 from anjuka.verifications.bundle import build_bundle
 from anjuka.verifications.models import Inspection
@@ -34,6 +35,7 @@ GZIP_MIN_BYTES = 1024
 
 
 @blp.route("/verifications", methods=["POST"])
+@document_lookups
 @blp.arguments(VerificationSchema)
 @blp.response(201, VerificationResultSchema)
 @blp.alt_response(200, schema=VerificationResultSchema, description="an upload seen before")
@@ -46,6 +48,8 @@ def verify(body: dict):
     registered number). An offline upload (``offline: true``, ``checked_at``,
     ``client_id``) is judged as of ``checked_at``; sending the same
     ``client_id`` again answers 200 with the first answer and records nothing.
+    A check by document number is a look-up: audited on the officer's chain
+    and counted toward the look-up limit (429 ``too_many_lookups``).
     """
     identity = require_identity()
     if body["offline"]:

@@ -41,14 +41,14 @@ from anjuka.cards.models import Card
 from anjuka.cards.signing import derive_card_key
 from anjuka.core.errors import AppError, Conflict, InvalidInput
 from anjuka.core.keys import keyring
-from anjuka.core.security import Identity
+from anjuka.core.security import Identity, require_identity
 from anjuka.core.time import local_date, utcnow
 from anjuka.dwellings.models import Dwelling
 from anjuka.dwellings.operations import occupant_counts
 from anjuka.extensions import db
 from anjuka.persons.identity import mask_name, parse_document
 from anjuka.persons.models import Person
-from anjuka.persons.operations import find_person
+from anjuka.persons.operations import find_person, record_document_lookup
 from anjuka.residences.models import Residence
 from anjuka.verifications.models import Inspection, VerificationChallenge
 from cardreader.cardno import is_valid_card_no
@@ -241,7 +241,11 @@ def _verifies(record: bytes, uid_hex: str, keys: dict) -> bool:
 def check_document(document_type: str, number: str) -> Check:
     """A check of an identity document: is its holder registered (here)?"""
     check = Check("document")
-    person = find_person(parse_document(document_type, number))
+    document = parse_document(document_type, number)
+    person = find_person(document)
+    record_document_lookup(
+        require_identity(), document, None if person is None else person.id, via="verifications"
+    )
     if person is None:
         return check.decide("unknown", "no_such_person")
     check.person = person

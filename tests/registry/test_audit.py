@@ -86,6 +86,13 @@ def test_every_write_sign_in_and_unmasked_read_is_an_event(
         headers=headers,
     )
     expect("person.reveal", "person", arrival["person_id"], "area:Z1")
+    lookup = _events()[-2]  # the search itself, on the searcher's own chain
+    assert (lookup.action, lookup.chain, lookup.details["outcome"]) == (
+        "person.lookup",
+        f"user:{admin['id']}",
+        "found",
+    )
+    assert "E99887766" not in str(lookup.details)
     client.post(
         f"/api/v1/residences/{arrival['id']}/departure",
         json={"departed_on": today().isoformat()},
@@ -101,7 +108,7 @@ def test_every_write_sign_in_and_unmasked_read_is_an_event(
     client.delete("/api/v1/auth/tokens/current", headers=headers)
     expect("auth.logout", "user", admin["id"], f"user:{admin['id']}")
     count = len(_events())
-    assert count - start == 13
+    assert count - start == 14
 
     # Masked reads, listings and refusals leave no event.
     token = client.post(

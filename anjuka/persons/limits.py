@@ -1,0 +1,47 @@
+"""The throttle on look-ups by document number (Flask-Limiter), per user.
+
+A mask such as ``4115**********387X`` leaves few candidates, and each
+look-up answers whether one of them is registered: so look-ups by document
+number, through ``POST /persons/lookup`` and document verifications
+together, are limited per user (``ANJUKA_LOOKUP_LIMIT``, 30 a minute). A
+refusal answers 429 ``too_many_lookups`` with ``Retry-After`` and raises the
+``bulk_lookup`` alert for the user's supervisors (or the admins).
+"""
+
+from __future__ import annotations
+
+from flask import Response, request
+from flask_limiter import RequestLimit
+
+from anjuka.core import signals
+from anjuka.core.limits import configured, limiter, throttled
+from anjuka.core.security import require_identity
+from anjuka.extensions import db
+
+
+def _caller_key() -> str:
+    return f"user:{require_identity().id}"
+
+
+def _not_by_document() -> bool:
+    body = request.get_json(silent=True)
+    return not (isinstance(body, dict) and "document_number" in body)
+
+
+def _lookups_refused(limit: RequestLimit) -> Response:
+    identity = require_identity()
+    # Each refusal counts on the user's one live alert; it commits before the 429.
+    signals.document_lookups_throttled.send(identity.subject, limit=str(limit.limit))
+    db.session.commit()
+    return throttled(
+        "too_many_lookups", "Too many look-ups by document number; try again later.", limit
+    )
+
+
+document_lookups = limiter.shared_limit(
+    configured("lookup_limit"),
+    scope="document-lookup",
+    key_func=_caller_key,
+    exempt_when=_not_by_document,
+    on_breach=_lookups_refused,
+)

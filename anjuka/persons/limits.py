@@ -2,8 +2,8 @@
 
 A mask such as ``4115**********387X`` leaves few candidates, and each
 look-up answers whether one of them is registered: so look-ups by document
-number, through ``POST /persons/lookup`` and document verifications
-together, are limited per user (``ANJUKA_LOOKUP_LIMIT``, 30 a minute). A
+number, through ``POST /persons/lookup``, document verifications and
+transfer requests together, are limited per user (``ANJUKA_LOOKUP_LIMIT``, 30 a minute). A
 refusal answers 429 ``too_many_lookups`` with ``Retry-After`` and raises the
 ``bulk_lookup`` alert for the user's supervisors (or the admins).
 """
@@ -24,8 +24,14 @@ def _caller_key() -> str:
 
 
 def _not_by_document() -> bool:
+    """Whether the request names no document number (top level, or its ``person``'s)."""
     body = request.get_json(silent=True)
-    return not (isinstance(body, dict) and "document_number" in body)
+    if not isinstance(body, dict):
+        return True
+    person = body.get("person")
+    return "document_number" not in body and not (
+        isinstance(person, dict) and "document_number" in person
+    )
 
 
 def _lookups_refused(limit: RequestLimit) -> Response:

@@ -12,6 +12,9 @@ from anjuka.core.pagination import paginate
 from anjuka.core.security import Identity, require_identity, requires
 from anjuka.extensions import db
 from anjuka.persons.identity import parse_document
+from anjuka.persons.limits import document_lookups
+from anjuka.persons.operations import find_person, record_document_lookup
+from anjuka.residences.operations import check_arrival_date
 from anjuka.transfers import operations
 from anjuka.transfers.models import Transfer
 from anjuka.transfers.schemas import (
@@ -80,6 +83,7 @@ def get_transfer_or_404(
 
 
 @blp.route("/transfers", methods=["POST"])
+@document_lookups
 @blp.arguments(TransferRequestSchema)
 @blp.response(201, TransferSchema)
 @requires(*DESKS)
@@ -88,10 +92,18 @@ def request_transfer(body: dict):
 
     409 ``not_registered`` when the person lives nowhere (register the
     arrival instead), ``transfer_pending`` when a request already waits,
-    ``dwelling_full`` when this dwelling has no place.
+    ``dwelling_full`` when this dwelling has no place. Naming a person by
+    document is a look-up: audited and counted toward the caller's look-up
+    limit (429 ``too_many_lookups``).
     """
     identity = require_identity()
     document = parse_document(body["person"]["document_type"], body["person"]["document_number"])
+    # What can be refused without looking anyone up is refused first.
+    check_arrival_date(body["arrived_on"])
+    get_dwelling_or_404(body["dwelling_id"])
+    found = find_person(document)
+    record_document_lookup(identity, document, None if found is None else found.id, via="transfers")
+    db.session.commit()  # on the record whatever the answer; before any row is locked
     dwelling = get_dwelling_or_404(body["dwelling_id"], for_update=True)
     transfer = operations.request_transfer(
         identity, dwelling, document, arrived_on=body["arrived_on"]

@@ -13,7 +13,7 @@ from datetime import date
 
 import pytest
 import sqlalchemy as sa
-from registry_helpers import assert_error_shape
+from registry_helpers import assert_error_shape, today
 
 from anjuka.alerts.models import Alert
 from anjuka.audit.models import AuditEvent
@@ -219,3 +219,34 @@ def test_the_alert_area_covers_the_whole_scope(app, world, create_user):
     assert area_of([f"estate:{world.eb}"], "manager") == "RB"
     assert area_of([f"dwelling:{world.da}", f"estate:{world.eb}"], "manager") == "R"
     assert area_of([], "admin") is None
+
+
+def test_a_transfer_request_by_document_is_a_lookup_too(app, client, world):
+    manager = world.users["manager"]
+
+    def request_transfer(number: str):
+        return client.post(
+            "/api/v1/transfers",
+            json={
+                "dwelling_id": world.da,
+                "arrived_on": today().isoformat(),
+                "person": {"document_type": "resident_id", "document_number": number},
+            },
+            headers=manager["headers"],
+        )
+
+    unknown = make_id_number(date(1980, 8, 8), 555)
+    monkey_config = dataclasses.replace(
+        app.extensions["anjuka_config"], lookup_limit="2 per minute"
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(app.extensions, "anjuka_config", monkey_config)
+        assert_error_shape(request_transfer(unknown), 409, "not_registered")
+        assert request_transfer(world.number_b).status_code == 201
+        assert_error_shape(request_transfer(unknown), 429, "too_many_lookups")
+    events = _lookups_of(manager["id"])
+    assert [(e.details["via"], e.details["outcome"]) for e in events] == [
+        ("transfers", "not_found"),
+        ("transfers", "found"),
+    ]
+    assert not any(n in str(e.details) for e in events for n in (unknown, world.number_b))

@@ -36,12 +36,27 @@ def _kind_check(kinds):
     return "kind IN (" + ", ".join(f"'{k}'" for k in kinds) + ")"
 
 
-def upgrade():
+def _replace_kind_check(kinds):
+    """Swap the alerts' kind CHECK.
+
+    SQLite changes a CHECK only by copying the table, and refuses to drop the
+    old copy while webhook deliveries point at it: they are held aside in a
+    temporary table meanwhile (the alerts keep their ids).
+    """
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        op.execute("CREATE TEMP TABLE held_deliveries AS SELECT * FROM webhook_deliveries")
+        op.execute("DELETE FROM webhook_deliveries")
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("ck_alerts_kind_known"), type_="check")
-        batch_op.create_check_constraint(
-            batch_op.f("ck_alerts_kind_known"), _kind_check(KINDS_AFTER)
-        )
+        batch_op.create_check_constraint(batch_op.f("ck_alerts_kind_known"), _kind_check(kinds))
+    if sqlite:
+        op.execute("INSERT INTO webhook_deliveries SELECT * FROM held_deliveries")
+        op.execute("DROP TABLE held_deliveries")
+
+
+def upgrade():
+    _replace_kind_check(KINDS_AFTER)
 
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
         batch_op.add_column(
@@ -51,19 +66,19 @@ def upgrade():
             batch_op.f("ck_api_tokens_kind_known"), "kind IN ('token', 'session')"
         )
 
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_column("locked_until")
-        batch_op.drop_column("failed_logins")
+    # Plain ALTER TABLE .. DROP COLUMN (SQLite 3.35+ too): a batch would copy the
+    # users table, and SQLite refuses to drop a table that tokens, scopes and
+    # alerts still point at.
+    op.drop_column("users", "locked_until")
+    op.drop_column("users", "failed_logins")
 
 
 def downgrade():
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("failed_logins", sa.Integer(), server_default="0", nullable=False)
-        )
-        batch_op.add_column(sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True))
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.alter_column("failed_logins", server_default=None)
+    # Added in place (see upgrade); the default fills the rows already there.
+    op.add_column(
+        "users", sa.Column("failed_logins", sa.Integer(), server_default="0", nullable=False)
+    )
+    op.add_column("users", sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True))
 
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("ck_api_tokens_kind_known"), type_="check")
@@ -75,8 +90,4 @@ def downgrade():
         " (SELECT id FROM alerts WHERE kind = 'bulk_lookup')"
     )
     op.execute("DELETE FROM alerts WHERE kind = 'bulk_lookup'")
-    with op.batch_alter_table("alerts", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("ck_alerts_kind_known"), type_="check")
-        batch_op.create_check_constraint(
-            batch_op.f("ck_alerts_kind_known"), _kind_check(KINDS_BEFORE)
-        )
+    _replace_kind_check(KINDS_BEFORE)

@@ -9,6 +9,8 @@ Create Date: 2026-12-01 21:00:00
 import sqlalchemy as sa
 from alembic import op
 
+from anjuka.core.migration_ops import replace_check
+
 
 revision = "0004_transfers"
 down_revision = "0003_alerts"
@@ -85,14 +87,19 @@ def upgrade():
             sqlite_where=sa.text("status = 'requested'"),
             postgresql_where=sa.text("status = 'requested'"),
         )
-    with op.batch_alter_table("alerts") as batch:
-        batch.drop_constraint(op.f("ck_alerts_kind_known"), type_="check")
-        batch.create_check_constraint("kind_known", _kinds(NEW_KINDS))
+    replace_check(
+        "alerts", op.f("ck_alerts_kind_known"), _kinds(NEW_KINDS), referenced_by=("webhook_deliveries",)
+    )
 
 
 def downgrade():
+    # The old schema cannot hold these alerts, nor their webhook deliveries.
+    op.execute(
+        "DELETE FROM webhook_deliveries WHERE alert_id IN"
+        " (SELECT id FROM alerts WHERE kind = 'transfer_requested')"
+    )
     op.execute("DELETE FROM alerts WHERE kind = 'transfer_requested'")
-    with op.batch_alter_table("alerts") as batch:
-        batch.drop_constraint(op.f("ck_alerts_kind_known"), type_="check")
-        batch.create_check_constraint("kind_known", _kinds(OLD_KINDS))
+    replace_check(
+        "alerts", op.f("ck_alerts_kind_known"), _kinds(OLD_KINDS), referenced_by=("webhook_deliveries",)
+    )
     op.drop_table("transfers")

@@ -150,7 +150,7 @@ def test_0006_lists_the_records_jobs_already_hold(empty_database, tmp_path, keys
                     call("POST", f"{base}/{job_id}/result", 200, reader_token, failed)
             # Down to the revision before 0006, wherever the chain puts it, and up again.
             config = app.extensions["migrate"].migrate.get_config()
-            before = ScriptDirectory.from_config(config).get_revision("0006_card_chips")
+            before = ScriptDirectory.from_config(config).get_revision("0007_card_chips")
             downgrade(revision=before.down_revision)
             upgrade()
             db.session.expire_all()

@@ -1,4 +1,4 @@
-"""0005_accounts on a registry in use: users with tokens, alerts with webhook deliveries.
+"""0008_accounts on a registry in use: users with tokens, alerts with webhook deliveries.
 
 On SQLite a CHECK changes only by copying the table, and SQLite refuses to
 drop the old ``alerts`` while deliveries point at it, or ``users`` while
@@ -48,7 +48,7 @@ def test_0005_goes_down_and_up_over_tokens_alerts_and_deliveries(
             assert db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery)) == 2
 
             config = app.extensions["migrate"].migrate.get_config()
-            before = ScriptDirectory.from_config(config).get_revision("0005_accounts")
+            before = ScriptDirectory.from_config(config).get_revision("0008_accounts")
             db.session.remove()
             downgrade(revision=before.down_revision)
             kinds = db.session.execute(sa.text("SELECT kind FROM alerts")).scalars().all()

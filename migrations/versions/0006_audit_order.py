@@ -4,16 +4,16 @@ Events already written keep hash version 1 and verify as they were written;
 new events carry their id inside the hash, so renumbering events is
 detected and the order a reader lists by is the order verified.
 
-Revision ID: 0008_audit_order
-Revises: 0007_personal_data
+Revision ID: 0006_audit_order
+Revises: 0005_personal_data
 Create Date: 2026-12-01 22:30:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_audit_order"
-down_revision = "0007_personal_data"
+revision = "0006_audit_order"
+down_revision = "0005_personal_data"
 branch_labels = None
 depends_on = None
 

@@ -6,7 +6,7 @@ The conversion needs the registry's keys, so run it as ``anjuka db upgrade``
 (the app's keys are loaded there). Document numbers written before rows
 were bound still decrypt; ``anjuka keys reencrypt`` binds them.
 
-Revision ID: 0007_personal_data
+Revision ID: 0005_personal_data
 Revises: 0004_transfers
 Create Date: 2026-12-01 22:00:00
 """
@@ -14,7 +14,9 @@ Create Date: 2026-12-01 22:00:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_personal_data"
+from anjuka.core.migration_ops import drop_columns
+
+revision = "0005_personal_data"
 down_revision = "0004_transfers"
 branch_labels = None
 depends_on = None
@@ -32,12 +34,12 @@ def _mask(phone: str) -> str:
 def upgrade():
     from anjuka.core.protect import encrypt
 
-    with op.batch_alter_table("persons") as batch:
-        batch.add_column(sa.Column("phone_enc", sa.LargeBinary(), nullable=True))
-        batch.add_column(sa.Column("phone_masked", sa.String(length=32), nullable=True))
-    with op.batch_alter_table("dwellings") as batch:
-        batch.add_column(sa.Column("landlord_phone_enc", sa.LargeBinary(), nullable=True))
-        batch.add_column(sa.Column("landlord_phone_masked", sa.String(length=32), nullable=True))
+    op.add_column("persons", sa.Column("phone_enc", sa.LargeBinary(), nullable=True))
+    op.add_column("persons", sa.Column("phone_masked", sa.String(length=32), nullable=True))
+    op.add_column("dwellings", sa.Column("landlord_phone_enc", sa.LargeBinary(), nullable=True))
+    op.add_column(
+        "dwellings", sa.Column("landlord_phone_masked", sa.String(length=32), nullable=True)
+    )
     conn = op.get_bind()
     persons = conn.execute(
         sa.text("SELECT id, document_index, phone FROM persons WHERE phone IS NOT NULL")
@@ -66,19 +68,15 @@ def upgrade():
                 "id": row.id,
             },
         )
-    with op.batch_alter_table("persons") as batch:
-        batch.drop_column("phone")
-    with op.batch_alter_table("dwellings") as batch:
-        batch.drop_column("landlord_phone")
+    drop_columns("persons", "phone")
+    drop_columns("dwellings", "landlord_phone")
 
 
 def downgrade():
     from anjuka.core.protect import decrypt
 
-    with op.batch_alter_table("persons") as batch:
-        batch.add_column(sa.Column("phone", sa.String(length=32), nullable=True))
-    with op.batch_alter_table("dwellings") as batch:
-        batch.add_column(sa.Column("landlord_phone", sa.String(length=32), nullable=True))
+    op.add_column("persons", sa.Column("phone", sa.String(length=32), nullable=True))
+    op.add_column("dwellings", sa.Column("landlord_phone", sa.String(length=32), nullable=True))
     conn = op.get_bind()
     persons = conn.execute(
         sa.text("SELECT id, document_index, phone_enc FROM persons WHERE phone_enc IS NOT NULL")
@@ -97,9 +95,5 @@ def downgrade():
             sa.text("UPDATE dwellings SET landlord_phone = :phone WHERE id = :id"),
             {"phone": phone, "id": row.id},
         )
-    with op.batch_alter_table("persons") as batch:
-        batch.drop_column("phone_masked")
-        batch.drop_column("phone_enc")
-    with op.batch_alter_table("dwellings") as batch:
-        batch.drop_column("landlord_phone_masked")
-        batch.drop_column("landlord_phone_enc")
+    drop_columns("persons", "phone_masked", "phone_enc")
+    drop_columns("dwellings", "landlord_phone_masked", "landlord_phone_enc")

@@ -6,8 +6,8 @@ card_chips: the record of a done job as activated, of a failed or cancelled
 job as withdrawn, of an open job as neither. Records a job rebound away from
 before this revision were overwritten in card_jobs and cannot be listed.
 
-Revision ID: 0006_card_chips
-Revises: 0008_audit_order
+Revision ID: 0007_card_chips
+Revises: 0006_audit_order
 Create Date: 2026-12-01 12:00:00.000000
 """
 
@@ -17,8 +17,8 @@ from datetime import date, timedelta
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0006_card_chips'
-down_revision = '0008_audit_order'
+revision = '0007_card_chips'
+down_revision = '0006_audit_order'
 branch_labels = None
 depends_on = None
 

@@ -4,16 +4,18 @@ Sign-in throttling moved to Flask-Limiter (per name and address, per address), s
 users.failed_logins and users.locked_until go; api_tokens.kind tells a browser
 session from a bearer token for the owner's list; alerts may be of kind bulk_lookup.
 
-Revision ID: 0005_accounts
-Revises: 0006_card_chips
+Revision ID: 0008_accounts
+Revises: 0007_card_chips
 Create Date: 2026-11-30 10:00:00.000000
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_accounts"
-down_revision = "0006_card_chips"
+from anjuka.core.migration_ops import replace_check
+
+revision = "0008_accounts"
+down_revision = "0007_card_chips"
 branch_labels = None
 depends_on = None
 
@@ -37,22 +39,12 @@ def _kind_check(kinds):
 
 
 def _replace_kind_check(kinds):
-    """Swap the alerts' kind CHECK.
-
-    SQLite changes a CHECK only by copying the table, and refuses to drop the
-    old copy while webhook deliveries point at it: they are held aside in a
-    temporary table meanwhile (the alerts keep their ids).
-    """
-    sqlite = op.get_bind().dialect.name == "sqlite"
-    if sqlite:
-        op.execute("CREATE TEMP TABLE held_deliveries AS SELECT * FROM webhook_deliveries")
-        op.execute("DELETE FROM webhook_deliveries")
-    with op.batch_alter_table("alerts", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("ck_alerts_kind_known"), type_="check")
-        batch_op.create_check_constraint(batch_op.f("ck_alerts_kind_known"), _kind_check(kinds))
-    if sqlite:
-        op.execute("INSERT INTO webhook_deliveries SELECT * FROM held_deliveries")
-        op.execute("DROP TABLE held_deliveries")
+    replace_check(
+        "alerts",
+        op.f("ck_alerts_kind_known"),
+        _kind_check(kinds),
+        referenced_by=("webhook_deliveries",),
+    )
 
 
 def upgrade():

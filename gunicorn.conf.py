@@ -17,7 +17,7 @@ preload_app = True
 
 def post_fork(server, worker):  # type: ignore[no-untyped-def]
     """A forked worker opens its own database connections, never the master's."""
-    from anjuka.extensions import db
+    from anjuka.core.db import db
 
     app = server.app.wsgi()
     with app.app_context():

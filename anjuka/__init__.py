@@ -11,18 +11,20 @@ __all__ = ["create_app"]
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the Flask application; tests pass their own ``Config``."""
-    from anjuka import extensions
-    from anjuka.core import errors, keys, limits, security
+    from anjuka.core import db, errors, keys, limits, security, transactions
+    from anjuka.core.api import Api
     from anjuka.domains import register_domains
 
-    app = Flask(__name__, instance_path=str((config or Config.from_env()).instance_path))
     config = config or Config.from_env()
+    app = Flask(__name__, instance_path=str(config.instance_path))
     app.config.update(config.flask_settings())
     app.extensions["anjuka_config"] = config
-    extensions.init_app(app, config)
+    db.init_app(app, config)
+    app.extensions["anjuka_api"] = Api(app)
     keys.init_app(app, config)
     errors.init_app(app)
     security.init_app(app)
     limits.init_app(app, config)
     register_domains(app)
+    transactions.init_app(app)  # last: it wraps every view registered above
     return app

@@ -9,7 +9,8 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from anjuka import create_app
 from anjuka.alerts.commands import sweep
-from anjuka.extensions import db
+from anjuka.core.db import db
+from anjuka.core.transactions import command_transaction
 from anjuka.imports.commands import gen_city
 from anjuka.notifications.commands import webhooks
 
@@ -39,7 +40,6 @@ def create_user(
     import secrets
 
     from anjuka.auth.operations import create_user as create
-    from anjuka.core.errors import AppError
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -47,12 +47,8 @@ def create_user(
     else:
         password = secrets.token_urlsafe(12)
         generated = True
-    try:
+    with command_transaction():
         user = create(name, role, password, list(scopes), display_name)
-        db.session.commit()
-    except AppError as exc:
-        db.session.rollback()
-        raise click.ClickException(f"{exc.code}: {exc.message}") from None
     click.echo(f"user {user.username} (id {user.id}, role {role}) created")
     if generated:
         click.echo(f"password: {password}")
@@ -60,14 +56,8 @@ def create_user(
 
 def _change_account(change):  # type: ignore[no-untyped-def]
     """Run ``change()`` in one transaction; a refusal exits 1 with its code."""
-    from anjuka.core.errors import AppError
-
-    try:
+    with command_transaction():
         result = change()
-        db.session.commit()
-    except AppError as exc:
-        db.session.rollback()
-        raise click.ClickException(f"{exc.code}: {exc.message}") from None
     return result
 
 
@@ -242,9 +232,9 @@ def keys_reencrypt() -> None:
     from anjuka.dwellings.operations import reencrypt_landlords
     from anjuka.persons.operations import reencrypt_all
 
-    persons = reencrypt_all()
-    landlords = reencrypt_landlords()
-    db.session.commit()
+    with command_transaction():
+        persons = reencrypt_all()
+        landlords = reencrypt_landlords()
     click.echo(f"re-encrypted {persons} persons, {landlords} landlords")
 
 
@@ -277,14 +267,9 @@ def readers() -> None:
 def readers_create(name: str, area_code: str | None, estate_id: int | None) -> None:
     """Register a reader; prints its id and its token (shown once)."""
     from anjuka.cards.readers import create_reader
-    from anjuka.core.errors import AppError
 
-    try:
+    with command_transaction():
         reader, token = create_reader(name, area_code=area_code, estate_id=estate_id)
-        db.session.commit()
-    except AppError as exc:
-        db.session.rollback()
-        raise click.ClickException(f"{exc.code}: {exc.message}") from None
     click.echo(f"reader {reader.name} (id {reader.id}) created")
     click.echo(f"id: {reader.id}")
     click.echo(f"token: {token}")
@@ -318,14 +303,9 @@ def readers_revoke(reader_id: int) -> None:
     """Disable a reader's token at once; its open jobs are cancelled."""
     from anjuka.cards.operations import revoke_reader
     from anjuka.cards.permissions import get_reader_or_404
-    from anjuka.core.errors import AppError
 
-    try:
+    with command_transaction():
         cancelled = revoke_reader(get_reader_or_404(reader_id, lock="update"))
-        db.session.commit()
-    except AppError as exc:
-        db.session.rollback()
-        raise click.ClickException(f"{exc.code}: {exc.message}") from None
     click.echo(f"reader {reader_id} revoked; {len(cancelled)} open jobs cancelled")
 
 
@@ -336,7 +316,12 @@ def demo(seed: int) -> None:
     """Load a demo city (areas, estates, dwellings, residents, users of every role)."""
     from anjuka.demo import load_demo
 
-    load_demo(seed)
+    with command_transaction():
+        city = load_demo(seed)
+    click.echo(f"demo city loaded: {city.dwellings} dwellings, {city.residents} residents")
+    click.echo("users (passwords are shown this once):")
+    for username, password in city.passwords.items():
+        click.echo(f"  {username:<11} {password}")
 
 
 def _build_app(*_args: object, **_kwargs: object):  # type: ignore[no-untyped-def]

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import random
 import secrets
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-import click
 import sqlalchemy as sa
 
 from anjuka.areas.models import Area
 from anjuka.areas.operations import create_area
 from anjuka.auth.operations import create_user
+from anjuka.core.db import db
+from anjuka.core.errors import Conflict
 from anjuka.core.security import Identity
 from anjuka.core.time import local_today
+from anjuka.dwellings.models import Dwelling, Estate
 from anjuka.dwellings.operations import create_dwelling, create_estate
-from anjuka.extensions import db
 from anjuka.persons.identity import ParsedDocument, parse_document, resident_id_check_char
 from anjuka.residences.operations import register_arrival
 
@@ -35,12 +37,34 @@ def demo_id_number(rng: random.Random) -> str:
     return first17 + resident_id_check_char(first17)
 
 
-def load_demo(seed: int = 20261129) -> dict:
-    """Populate an empty registry; refuse to run twice."""
+@dataclass
+class DemoCity:
+    """What the demo loaded: the counts, the estates, and each user's password (shown once)."""
+
+    dwellings: int
+    residents: int
+    estates: list[int]
+    passwords: dict[str, str] = field(default_factory=dict)
+
+
+def load_demo(seed: int = 20261129) -> DemoCity:
+    """Populate an empty registry (in the caller's transaction); refuse to run twice."""
     if db.session.scalar(sa.select(sa.func.count()).select_from(Area)):
-        raise click.ClickException("The registry already has areas: the demo loads only once.")
+        raise Conflict(
+            "The registry already has areas: the demo loads only once.", code="not_empty"
+        )
     rng = random.Random(seed)
-    system = Identity("system", 0, "demo", "admin")
+    nanmen, zhonghe = _areas()
+    sunshine = create_estate(nanmen, "阳光花园 Sunshine Garden", "海曙区南门街1号", "阳光物业")
+    riverside = create_estate(zhonghe, "河畔新村 Riverside", "鄞州区中河路8号", "河畔物业")
+    dwellings = _dwellings(rng, nanmen, sunshine, zhonghe, riverside)
+    residents = _residents(rng, dwellings)
+    passwords = _users(sunshine.id, riverside.id)
+    return DemoCity(len(dwellings), residents, [sunshine.id, riverside.id], passwords)
+
+
+def _areas() -> tuple[Area, Area]:
+    """Ningbo, two districts with different policies, a station and a community in each."""
     create_area(
         "3302",
         "宁波市 Ningbo",
@@ -63,15 +87,18 @@ def load_demo(seed: int = 20261129) -> dict:
         {"min_area_per_person_m2": Decimal("10"), "area_basis": "building"},
     )
     create_area("330203-NM", "南门派出所 Nanmen station", "330203", {})
-    create_area("330203-NM-01", "南门社区 Nanmen community", "330203-NM", {})
+    nanmen = create_area("330203-NM-01", "南门社区 Nanmen community", "330203-NM", {})
     create_area("330212-ZM", "中河派出所 Zhonghe station", "330212", {})
-    community = create_area(
+    zhonghe = create_area(
         "330212-ZM-01", "中河社区 Zhonghe community", "330212-ZM", {"minors_count": True}
     )
-    nanmen = db.session.scalar(sa.select(Area).where(Area.code == "330203-NM-01"))
+    return nanmen, zhonghe
 
-    sunshine = create_estate(nanmen, "阳光花园 Sunshine Garden", "海曙区南门街1号", "阳光物业")
-    riverside = create_estate(community, "河畔新村 Riverside", "鄞州区中河路8号", "河畔物业")
+
+def _dwellings(
+    rng: random.Random, nanmen: Area, sunshine: Estate, zhonghe: Area, riverside: Estate
+) -> list[Dwelling]:
+    """Subdivided flats and a basement in Sunshine Garden; whole flats in Riverside."""
     dwellings = []
     for building in (1, 2):
         for flat in (101, 102, 201, 202):
@@ -107,7 +134,7 @@ def load_demo(seed: int = 20261129) -> dict:
     for flat in (301, 302, 401):
         dwellings.append(
             create_dwelling(
-                community,
+                zhonghe,
                 riverside,
                 {
                     "address": f"鄞州区中河路8号1幢{flat}室",
@@ -119,15 +146,19 @@ def load_demo(seed: int = 20261129) -> dict:
             )
         )
     db.session.flush()
+    return dwellings
 
+
+def _residents(rng: random.Random, dwellings: list[Dwelling]) -> int:
+    """One to three residents in every rentable dwelling, arrived within 200 days."""
+    system = Identity("system", 0, "demo", "admin")
     today = local_today()
     residents = 0
     for dwelling in dwellings:
         if dwelling.status != "rentable":
             continue
         for _ in range(rng.randrange(1, 4)):
-            number = demo_id_number(rng)
-            document: ParsedDocument = parse_document("resident_id", number)
+            document: ParsedDocument = parse_document("resident_id", demo_id_number(rng))
             name = rng.choice(SURNAMES) + "".join(rng.choice(GIVEN) for _ in range(2))
             register_arrival(
                 system,
@@ -139,23 +170,21 @@ def load_demo(seed: int = 20261129) -> dict:
                 origin=rng.choice(ORIGINS),
             )
             residents += 1
+    return residents
 
+
+def _users(sunshine_id: int, riverside_id: int) -> dict[str, str]:
+    """One user of every role, with a fresh password each."""
     passwords = {}
     for username, role, scopes in (
         ("admin", "admin", []),
         ("supervisor", "supervisor", ["area:330203"]),
         ("officer", "officer", ["area:330203-NM"]),
-        ("manager", "manager", [f"estate:{sunshine.id}"]),
-        ("manager2", "manager", [f"estate:{riverside.id}"]),
+        ("manager", "manager", [f"estate:{sunshine_id}"]),
+        ("manager2", "manager", [f"estate:{riverside_id}"]),
         ("auditor", "auditor", []),
     ):
         password = secrets.token_urlsafe(12)
         create_user(username, role, password, scopes)
         passwords[username] = password
-    db.session.commit()
-
-    click.echo(f"demo city loaded: {len(dwellings)} dwellings, {residents} residents")
-    click.echo("users (passwords are shown this once):")
-    for username, password in passwords.items():
-        click.echo(f"  {username:<11} {password}")
-    return {"passwords": passwords, "estates": [sunshine.id, riverside.id]}
+    return passwords

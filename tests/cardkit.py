@@ -146,7 +146,7 @@ class CardDesk:
 def make_desk(client: FlaskClient, desk_headers: dict, area_code: str) -> CardDesk:
     """A reader serving ``area_code``'s subtree, registered the way the operator does."""
     from anjuka.cards.readers import create_reader
-    from anjuka.extensions import db
+    from anjuka.core.db import db
 
     reader, token = create_reader(f"patrol-test-desk-{next(_names)}", area_code=area_code)
     db.session.commit()

@@ -25,8 +25,8 @@ from throwaway_db import throwaway_database
 
 from anjuka import create_app
 from anjuka.config import Config
+from anjuka.core.db import db
 from anjuka.core.time import local_today
-from anjuka.extensions import db
 
 PG_ADMIN_URL = os.environ.get("ANJUKA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ("sqlite", "postgresql")

@@ -22,8 +22,8 @@ from schemathesis.checks import not_a_server_error
 
 from anjuka import create_app
 from anjuka.config import Config
+from anjuka.core.db import db
 from anjuka.core.time import local_today
-from anjuka.extensions import db
 
 EXAMPLES_PER_OPERATION = 12
 

@@ -23,7 +23,7 @@ from flask import Flask, current_app
 
 from anjuka import create_app
 from anjuka.config import Config
-from anjuka.extensions import db
+from anjuka.core.db import db
 
 
 def _pg_admin_url() -> str:

@@ -10,10 +10,10 @@ from anjuka.alerts.models import Alert
 from anjuka.alerts.schemas import AcknowledgeSchema, AlertQuerySchema, AlertSchema, ResolveSchema
 from anjuka.areas.models import Area
 from anjuka.auth.scope import get_area_or_404, scope_of
+from anjuka.core.db import db
 from anjuka.core.errors import NotFound
 from anjuka.core.pagination import paginate
 from anjuka.core.security import Identity, require_identity, requires
-from anjuka.extensions import db
 
 blp = Blueprint("alerts", __name__, description="Alerts the registry raises by itself")
 READERS = ("supervisor", "officer")
@@ -120,7 +120,6 @@ def acknowledge_alert(body: dict, alert_id: int):
     """Mark an open alert as being dealt with (audited); 409 if it is not open."""
     alert = get_alert_or_404(alert_id, for_update=True)
     operations.acknowledge(require_identity(), alert, body.get("note"))
-    db.session.commit()
     return alert_view(alert)
 
 
@@ -132,5 +131,4 @@ def resolve_alert(body: dict, alert_id: int):
     """Close an alert with a note (audited); 409 ``alert_resolved`` if it already is."""
     alert = get_alert_or_404(alert_id, for_update=True)
     operations.resolve(require_identity(), alert, body["note"])
-    db.session.commit()
     return alert_view(alert)

@@ -35,16 +35,12 @@ def sweep(as_of: datetime | None, expiring_days: int, reader_silence_hours: int)
     and reader_offline alerts; resolve those whose cause is gone. Idempotent; safe to
     run on several hosts at once (the second waits or skips)."""
     from anjuka.alerts.sweep import run_sweep
-    from anjuka.extensions import db
+    from anjuka.core.transactions import command_transaction
 
-    try:
+    with command_transaction():
         report = run_sweep(
             as_of.date() if as_of else None,
             expiring_days=expiring_days,
             reader_silence=timedelta(hours=reader_silence_hours),
         )
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
     click.echo(report.summary())

@@ -24,6 +24,7 @@ from anjuka.alerts.models import LIVE_STATUSES, Alert
 from anjuka.alerts.operations import auto_resolve, raise_alert
 from anjuka.areas.models import Area
 from anjuka.areas.operations import effective_policy
+from anjuka.core.db import db
 from anjuka.dwellings.models import Dwelling
 from anjuka.dwellings.operations import (
     Occupancy,
@@ -31,7 +32,6 @@ from anjuka.dwellings.operations import (
     is_over_capacity,
     occupancies,
 )
-from anjuka.extensions import db
 from anjuka.residences.models import Residence
 
 OCCUPANCY_KINDS = ("over_occupancy", "illegal_dwelling_occupied")

@@ -16,10 +16,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from anjuka.alerts.models import ALERT_KINDS, LIVE_PREDICATE, LIVE_STATUSES, Alert
 from anjuka.audit import operations as audit
 from anjuka.core import signals
+from anjuka.core.db import db
 from anjuka.core.errors import Conflict
 from anjuka.core.security import Identity
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
 
 #: What an automatic resolution writes in the note.
 CAUSE_GONE = "resolved: cause gone"

@@ -52,9 +52,9 @@ from anjuka.alerts.operations import auto_resolve, raise_once
 from anjuka.areas.models import Area
 from anjuka.areas.operations import Policy, effective_policy
 from anjuka.cards.models import Card, Reader
+from anjuka.core.db import db
 from anjuka.core.time import local_today, start_of_day, utcnow
 from anjuka.dwellings.models import Dwelling, Estate
-from anjuka.extensions import db
 from anjuka.residences.models import Residence
 
 #: Key of the advisory lock every sweep takes (``anjuka.sweep`` as a 63-bit number).

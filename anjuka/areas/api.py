@@ -11,7 +11,6 @@ from anjuka.areas.schemas import AreaCreateSchema, AreaPatchSchema, AreaQuerySch
 from anjuka.auth.scope import area_filter, get_area_or_404
 from anjuka.core.pagination import paginate
 from anjuka.core.security import require_identity, requires
-from anjuka.extensions import db
 
 blp = Blueprint("areas", __name__, description="The area tree and its policy")
 READERS = ("supervisor", "officer")
@@ -40,7 +39,6 @@ def create_area(body: dict):
         body.get("parent_code"),
         {k: v for k, v in body["policy"].items() if v is not None},
     )
-    db.session.commit()
     return area_view(area)
 
 
@@ -74,5 +72,4 @@ def patch_area(body: dict, code: str):
     """Rename an area or change its policy (a null field inherits again)."""
     area = get_area_or_404(code)
     operations.update_area(area, name=body.get("name"), policy=body.get("policy"))
-    db.session.commit()
     return area_view(area)

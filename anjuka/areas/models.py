@@ -7,7 +7,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from anjuka.extensions import db
+from anjuka.core.db import db
 
 AREA_BASES = ("building", "usable")
 

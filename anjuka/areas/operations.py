@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from anjuka.areas.models import POLICY_FIELDS, Area
 from anjuka.audit import operations as audit
 from anjuka.core import signals
+from anjuka.core.db import db
 from anjuka.core.errors import Conflict, InvalidInput, NotFound
-from anjuka.extensions import db
 
 #: Where no area up the tree sets a field. 5 m² usable per person is the
 #: Beijing and Shanghai figure; two persons per room the common rule; minors

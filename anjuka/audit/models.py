@@ -7,9 +7,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from anjuka.core.db import db
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
 
 
 class AuditEvent(db.Model):

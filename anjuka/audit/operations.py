@@ -21,8 +21,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from anjuka.audit.models import AuditChainHead, AuditEvent
+from anjuka.core.db import db
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
 
 GENESIS = "0" * 64
 

@@ -33,7 +33,8 @@ from anjuka.auth.schemas import (
     UserSchema,
     UserUpdateSchema,
 )
-from anjuka.core.errors import AppError, NotFound
+from anjuka.core.db import db
+from anjuka.core.errors import NotFound
 from anjuka.core.limits import (
     client_address,
     configured,
@@ -44,7 +45,6 @@ from anjuka.core.limits import (
 )
 from anjuka.core.pagination import paginate
 from anjuka.core.security import current_token, public, require_identity, requires
-from anjuka.extensions import db
 
 blp = Blueprint("auth", __name__, description="Sign-in and accounts")
 EVERYONE = ("supervisor", "manager", "officer", "auditor")
@@ -76,7 +76,6 @@ def _name_locked(limit: RequestLimit) -> Response:
             limit=str(limit.limit),
             retry_after=retry_after(limit),
         )
-        db.session.commit()
     return throttled("sign_in_throttled", SIGN_IN_REFUSED, limit)
 
 
@@ -85,7 +84,6 @@ def _address_locked(limit: RequestLimit) -> Response:
         operations.record_address_throttled(
             failures=limit.limit.amount, limit=str(limit.limit), retry_after=retry_after(limit)
         )
-        db.session.commit()
     return throttled("sign_in_throttled", SIGN_IN_REFUSED, limit)
 
 
@@ -142,13 +140,8 @@ def create_token(body: dict):
 
     Repeated failures answer 429 ``sign_in_throttled`` with ``Retry-After``.
     """
-    try:
-        user = operations.authenticate(body["username"], body["password"])
-    except AppError:
-        db.session.commit()  # keep the failed attempt's audit event
-        raise
+    user = operations.authenticate(body["username"], body["password"])
     token, expires_at = operations.issue_token(user, origin=client_address())
-    db.session.commit()
     return {"token": token, "expires_at": expires_at}
 
 
@@ -161,7 +154,6 @@ def revoke_current_token():
     if token:
         operations.revoke_token(token)
     session.clear()
-    db.session.commit()
 
 
 @blp.route("/auth/session", methods=["POST"])
@@ -176,16 +168,11 @@ def create_session(body: dict):
     Changes made with the session must send the returned ``csrf_token`` in
     the ``X-CSRF-Token`` header. Throttled like ``POST /auth/tokens``.
     """
-    try:
-        user = operations.authenticate(body["username"], body["password"])
-    except AppError:
-        db.session.commit()  # keep the failed attempt's audit event
-        raise
+    user = operations.authenticate(body["username"], body["password"])
     lifetime = current_app.config["PERMANENT_SESSION_LIFETIME"]
     token, expires_at = operations.issue_token(
         user, origin=client_address(), lifetime=lifetime, kind="session"
     )
-    db.session.commit()
     session.clear()
     session.permanent = True
     session["token"] = token
@@ -239,7 +226,6 @@ def revoke_own_token(token_id: int):
     operations.revoke_own_token(identity, token_id)
     if token_id == identity.extra.get("token_id"):
         session.clear()
-    db.session.commit()
 
 
 @blp.route("/auth/password", methods=["POST"])
@@ -252,15 +238,9 @@ def change_own_password(body: dict):
 
     Every other token and session of the caller is revoked; this one goes on.
     """
-    try:
-        revoked = operations.change_own_password(
-            require_identity(), body["current_password"], body["new_password"]
-        )
-    except AppError as exc:
-        if exc.code == "wrong_password":
-            db.session.commit()  # keep the failed attempt's audit event
-        raise
-    db.session.commit()
+    revoked = operations.change_own_password(
+        require_identity(), body["current_password"], body["new_password"]
+    )
     return {"tokens_revoked": revoked}
 
 
@@ -276,7 +256,6 @@ def create_user(body: dict):
     user = operations.create_user(
         body["username"], body["role"], body["password"], body["scopes"], body.get("display_name")
     )
-    db.session.commit()
     return user
 
 
@@ -313,7 +292,6 @@ def update_user(body: dict, user_id: int):
     user = operations.get_user_or_404(user_id)
     kwargs = {"display_name": body["display_name"]} if "display_name" in body else {}
     operations.update_user(user, role=body.get("role"), scopes=body.get("scopes"), **kwargs)
-    db.session.commit()
     return user
 
 
@@ -324,7 +302,6 @@ def disable_user(user_id: int):
     """Disable an account: every token and session answers 401 from now on (audited)."""
     user = operations.get_user_or_404(user_id)
     operations.disable_user(user)
-    db.session.commit()
     return user
 
 
@@ -335,7 +312,6 @@ def enable_user(user_id: int):
     """Let a disabled account sign in again; its old tokens stay revoked (audited)."""
     user = operations.get_user_or_404(user_id)
     operations.enable_user(user)
-    db.session.commit()
     return user
 
 
@@ -346,7 +322,6 @@ def enable_user(user_id: int):
 def set_password(body: dict, user_id: int):
     """Set a new password for an account; all its tokens and sessions are revoked (audited)."""
     revoked = operations.set_password(operations.get_user_or_404(user_id), body["password"])
-    db.session.commit()
     return {"tokens_revoked": revoked}
 
 
@@ -356,5 +331,4 @@ def set_password(body: dict, user_id: int):
 def revoke_user_tokens(user_id: int):
     """Revoke every token and session of an account, e.g. after a lost phone (audited)."""
     revoked = operations.revoke_user_tokens(operations.get_user_or_404(user_id))
-    db.session.commit()
     return {"tokens_revoked": revoked}

@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.areas.models import Area
+from anjuka.core.db import db
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
 
 ROLES = ("admin", "supervisor", "manager", "officer", "auditor")
 

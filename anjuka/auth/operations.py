@@ -17,12 +17,12 @@ from flask import current_app
 from anjuka.areas.models import Area
 from anjuka.audit import operations as audit
 from anjuka.auth.models import ROLES, ApiToken, User, UserScope
+from anjuka.core.db import db
 from anjuka.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from anjuka.core.protect import blind_index
 from anjuka.core.security import Identity, hash_token
 from anjuka.core.time import utcnow
 from anjuka.dwellings.models import Dwelling, Estate
-from anjuka.extensions import db
 
 USER_TOKEN_PREFIX = "aju_"  # noqa: S105 (a prefix, not a secret)
 _hasher = PasswordHasher()
@@ -166,7 +166,8 @@ def _by_name(username: str) -> User | None:
 
 
 def _wrong_credentials() -> Unauthorized:
-    return Unauthorized("Wrong username or password.", code="invalid_credentials")
+    # The failure's audit event is the refusal's own record: it is kept.
+    return Unauthorized("Wrong username or password.", code="invalid_credentials", keep_writes=True)
 
 
 def _record_failure(user: User | None, username: str) -> None:
@@ -438,7 +439,9 @@ def check_current_password(user: User, password: str) -> None:
         _hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
         _record_change(user, "user.password_change_failed")
-        raise Forbidden("The current password is wrong.", code="wrong_password") from None
+        raise Forbidden(
+            "The current password is wrong.", code="wrong_password", keep_writes=True
+        ) from None
 
 
 def change_own_password(identity: Identity, current: str, new: str) -> int:

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from anjuka.areas.models import Area
+from anjuka.core.db import db
 from anjuka.core.errors import NotFound
 from anjuka.core.security import Identity, require_identity
 from anjuka.dwellings.models import Dwelling, Estate
-from anjuka.extensions import db
 
 AREA_ROLES = {"supervisor", "officer"}
 

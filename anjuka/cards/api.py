@@ -34,7 +34,6 @@ from anjuka.cards.schemas import (
 from anjuka.core.errors import AppError
 from anjuka.core.pagination import paginate
 from anjuka.core.security import requires
-from anjuka.extensions import db
 
 blp = Blueprint("cards", __name__, description="Anju e-Cards (安居e卡) and desk readers")
 
@@ -82,7 +81,6 @@ def issue_card(body: dict):
     residence = get_residence_or_404(body["residence_id"], for_update=True)
     usable_reader(reader, residence.dwelling)
     card, job = operations.issue_card(residence, reader)
-    db.session.commit()
     return {
         "card_no": card.card_no,
         "status": card.status,
@@ -107,7 +105,6 @@ def get_card(card_no: str):
 def revoke_card(body: dict, card_no: str):
     """Revoke at once (lost, damaged, replaced); a pending card's job is cancelled."""
     card = operations.revoke_card(get_card_or_404(card_no, for_update=True), body["reason"])
-    db.session.commit()
     return operations.card_view(card)
 
 
@@ -122,7 +119,6 @@ def return_card(body: dict, card_no: str):
     card = get_card_or_404(card_no, for_update=True)
     usable_reader(reader, card.residence.dwelling, named=named)
     job = operations.return_card(card, reader)
-    db.session.commit()
     return {
         "card_no": card.card_no,
         "status": card.status,
@@ -144,7 +140,6 @@ def retry_card(body: dict, card_no: str):
     card = get_card_or_404(card_no, for_update=True)
     usable_reader(reader, card.residence.dwelling, named=named)
     job = operations.retry_issue(card, reader)
-    db.session.commit()
     return {
         "card_no": card.card_no,
         "status": card.status,
@@ -203,7 +198,6 @@ def register_reader(body: dict):
     reader, token = create_reader(
         body["name"], area_code=body.get("area_code"), estate_id=body.get("estate_id")
     )
-    db.session.commit()
     return reader_view(reader, token)
 
 
@@ -214,5 +208,4 @@ def revoke_reader(reader_id: int):
     """Disable a reader's token at once; its open jobs are cancelled (admin)."""
     reader = get_reader_or_404(reader_id, lock="update")
     operations.revoke_reader(reader)
-    db.session.commit()
     return reader_view(reader)

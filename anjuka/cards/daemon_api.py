@@ -27,7 +27,7 @@ from anjuka.cards.schemas import (
     UidReportSchema,
 )
 from anjuka.core.security import require_identity, requires_reader
-from anjuka.extensions import db
+from anjuka.core.transactions import checkpoint
 
 blp = Blueprint("card_jobs", __name__, description="Card jobs for desk readers (the daemon)")
 
@@ -60,18 +60,16 @@ def next_job(query: dict, reader_id: int):
     touch(reader_id)
     if run is not None:
         jobs.register_run(reader_id, holder)
-    db.session.commit()
+    # A long poll is a round of short transactions, never one held for its whole wait.
+    checkpoint()
     while True:
         if run is not None and jobs.run_is_over(reader_id, holder, run):
-            db.session.commit()
             return Response(status=204)  # the daemon is stopping: claim nothing for it
         job = jobs.claim_next(reader_id, holder)
         if job is not None:
-            view = jobs.daemon_view(job)
-            db.session.commit()
-            return view
-        # Commit, not roll back: lapsed jobs failed on the way stay failed.
-        db.session.commit()
+            return jobs.daemon_view(job)
+        # Kept, not rolled back: lapsed jobs failed on the way stay failed.
+        checkpoint()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return Response(status=204)
@@ -87,7 +85,6 @@ def release_jobs(body: dict, query: dict, reader_id: int):
     """A stopping daemon hands back the jobs it holds but has not begun; its polls end."""
     own_reader(reader_id)
     released = jobs.release_jobs(reader_id, query.get("holder"), body.get("run"))
-    db.session.commit()
     return {"released": released}
 
 
@@ -99,19 +96,13 @@ def release_jobs(body: dict, query: dict, reader_id: int):
 def report_uid(body: dict, query: dict, reader_id: int, job_id: int):
     """Phase one: the chip's UID; the answer is the record signed for it and the keys."""
     job = jobs.lock_job(own_job_or_404(reader_id, job_id))
-    try:
-        answer = jobs.bind_uid(
-            job,
-            body["uid"],
-            body["card_type"],
-            holder=query.get("holder"),
-            attempt=body.get("attempt"),
-        )
-    except jobs.AttemptRefused:
-        db.session.commit()  # the failed attempt and its reason stay for the desk
-        raise
-    db.session.commit()
-    return answer
+    return jobs.bind_uid(
+        job,
+        body["uid"],
+        body["card_type"],
+        holder=query.get("holder"),
+        attempt=body.get("attempt"),
+    )
 
 
 @blp.route("/readers/<int:reader_id>/jobs/<int:job_id>/result", methods=["POST"])
@@ -123,5 +114,4 @@ def report_result(body: dict, query: dict, reader_id: int, job_id: int):
     """Phase two: what happened on the card; a card becomes active only on a verified write."""
     job = jobs.lock_job(own_job_or_404(reader_id, job_id))
     jobs.report_result(job, body, holder=query.get("holder"))
-    db.session.commit()
     return jobs.job_view(job)

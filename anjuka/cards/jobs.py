@@ -38,10 +38,10 @@ from anjuka.cards.models import (
 from anjuka.cards.operations import lock_card, withdraw_records
 from anjuka.cards.signing import SignedRecord, card_keys, sign_card_record
 from anjuka.core import signals
+from anjuka.core.db import db
 from anjuka.core.errors import Conflict
 from anjuka.core.keys import keyring
 from anjuka.core.time import local_today, utcnow
-from anjuka.extensions import db
 from cardreader.offline import record_digest
 from cardreader.record import RecordError, verify_record
 
@@ -58,7 +58,10 @@ def _area_code(card: Card) -> str:
 
 
 class AttemptRefused(Conflict):
-    """A refusal that also ends the daemon's attempt: commit the job, then answer the error."""
+    """A refusal that also ends the daemon's attempt: the job's new state is kept."""
+
+    def __init__(self, message: str, **kwargs: object) -> None:
+        super().__init__(message, keep_writes=True, **kwargs)  # type: ignore[arg-type]
 
 
 def _finish(job: CardJob, status: str, error: str | None = None) -> None:

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.areas.models import Area
+from anjuka.core.db import db
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
 from anjuka.dwellings.models import Estate
-from anjuka.extensions import db
 from anjuka.residences.models import Residence
 
 CARD_STATUSES = ("pending", "active", "revoked", "returned")

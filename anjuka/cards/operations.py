@@ -11,9 +11,9 @@ from anjuka.audit import operations as audit
 from anjuka.cards.models import OPEN_STATUSES, Card, CardChip, CardJob, CardSerial, Reader
 from anjuka.cards.readers import reader_area_code, reader_serves
 from anjuka.core import signals
+from anjuka.core.db import db
 from anjuka.core.errors import AppError, Conflict
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
 from anjuka.residences.models import Residence
 from cardreader.cardno import MAX_SERIAL, make_card_no
 from cardreader.record import AREA_CODE_SIZE

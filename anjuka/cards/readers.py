@@ -9,11 +9,11 @@ import sqlalchemy as sa
 from anjuka.areas.models import Area
 from anjuka.audit import operations as audit
 from anjuka.cards.models import Reader
+from anjuka.core.db import db
 from anjuka.core.errors import Conflict, InvalidInput
 from anjuka.core.security import Identity, hash_token
 from anjuka.core.time import utcnow
 from anjuka.dwellings.models import Dwelling, Estate
-from anjuka.extensions import db
 
 READER_TOKEN_PREFIX = "ajr_"  # noqa: S105 (a prefix, not a secret)
 

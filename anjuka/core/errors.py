@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from werkzeug.exceptions import HTTPException
+
+from anjuka.core.db import db
+from anjuka.core.transactions import finish_refusal
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,12 @@ _HTTP_CODES = {
 
 
 class AppError(Exception):
-    """A refusal the caller can act on: HTTP status, machine code, message."""
+    """A refusal the caller can act on: HTTP status, machine code, message.
+
+    A refusal rolls back what the request wrote, unless ``keep_writes``:
+    then those writes are the refusal's own record (a failed sign-in's audit
+    event) and are committed.
+    """
 
     status = 400
     code = "bad_request"
@@ -41,6 +49,7 @@ class AppError(Exception):
         code: str | None = None,
         status: int | None = None,
         errors: dict[str, Any] | None = None,
+        keep_writes: bool = False,
         **extra: Any,
     ) -> None:
         super().__init__(message)
@@ -50,6 +59,7 @@ class AppError(Exception):
         if status:
             self.status = status
         self.errors = errors
+        self.keep_writes = keep_writes
         self.extra = extra
 
 
@@ -109,8 +119,7 @@ def rollback_request() -> None:
     caller that keeps its context (the CLI, a test client, a job runner)
     would otherwise commit the half-done work with its next request.
     """
-    from anjuka.extensions import db  # extensions imports this module
-
+    g.pop("kept_savepoint", None)
     try:
         db.session.rollback()
     except Exception:  # the original error matters more than a failed rollback
@@ -126,7 +135,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(AppError)
     def _app_error(exc: AppError):  # type: ignore[no-untyped-def]
-        rollback_request()
+        finish_refusal(exc.keep_writes)
         body = error_body(exc.status, exc.code, exc.message, exc.errors, **exc.extra)
         headers = {}
         if "retry_after" in exc.extra:

@@ -23,7 +23,8 @@ from flask_limiter.errors import RateLimitExceeded
 from limits import parse_many
 
 from anjuka.config import Config
-from anjuka.core.errors import error_body, rollback_request
+from anjuka.core.errors import error_body
+from anjuka.core.transactions import finish_refusal
 
 
 def client_address() -> str:
@@ -87,7 +88,9 @@ def init_app(app: Flask, config: Config) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(exc: RateLimitExceeded):  # type: ignore[no-untyped-def]
-        rollback_request()
+        # A limit is judged before the view runs: all a refused request wrote is its
+        # refusal's record (a throttled sign-in's audit event, a bulk_lookup alert).
+        finish_refusal(keep_writes=True)
         if exc.response is not None:
             return exc.response
         current = limiter.current_limit

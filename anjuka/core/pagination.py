@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from anjuka.extensions import db
+from anjuka.core.db import db
 
 
 def paginate(stmt: sa.Select, pagination_parameters) -> list:  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ from anjuka.auth.scope import (
     get_dwelling_or_404,
     get_estate_or_404,
 )
+from anjuka.core.db import db
 from anjuka.core.errors import Forbidden, NotFound
 from anjuka.core.pagination import paginate
 from anjuka.core.privacy import RevealQuerySchema, check_reveal
@@ -29,7 +30,6 @@ from anjuka.dwellings.schemas import (
     EstateCreateSchema,
     EstateSchema,
 )
-from anjuka.extensions import db
 from anjuka.persons.identity import mask_name
 
 blp = Blueprint("dwellings", __name__, description="Rental dwellings and estates")
@@ -110,7 +110,6 @@ def create_dwelling(body: dict):
     if identity.role == "manager" and estate is None:
         raise NotFound("Managers add dwellings to one of their estates.", code="estate_not_found")
     dwelling = operations.create_dwelling(area, estate, body)
-    db.session.commit()
     return dwelling_views([dwelling])[0]
 
 
@@ -137,8 +136,6 @@ def list_dwellings(query: dict, pagination_parameters):
     if "status" in query:
         stmt = stmt.where(Dwelling.status == query["status"])
     views = dwelling_views(paginate(stmt, pagination_parameters), reveal=reveal)
-    if reveal:
-        db.session.commit()
     return views
 
 
@@ -150,8 +147,6 @@ def get_dwelling(query: dict, dwelling_id: int):
     """One dwelling with capacity and occupants; ``reveal=true`` unmasks the landlord (audited)."""
     reveal = check_reveal(require_identity(), query["reveal"])
     view = dwelling_views([get_dwelling_or_404(dwelling_id)], reveal=reveal)[0]
-    if reveal:
-        db.session.commit()
     return view
 
 
@@ -176,7 +171,6 @@ def patch_dwelling(body: dict, dwelling_id: int):
             code="status_change_not_allowed",
         )
     operations.update_dwelling(dwelling, body)
-    db.session.commit()
     return dwelling_views([dwelling])[0]
 
 
@@ -190,7 +184,6 @@ def create_estate(body: dict):
     estate = operations.create_estate(
         area, body["name"], body.get("address"), body.get("property_company")
     )
-    db.session.commit()
     return estate
 
 

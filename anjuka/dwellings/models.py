@@ -9,11 +9,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.areas.models import Area
+from anjuka.core.db import db
 from anjuka.core.models import UTCDateTime
 from anjuka.core.privacy import mask
 from anjuka.core.protect import decrypt, encrypt
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
 
 LANDLORD_PHONE_PURPOSE = "dwelling.landlord_phone"
 #: The landlord's personal data: masked in responses, named (never valued) in audit details.

@@ -11,10 +11,10 @@ from anjuka.areas.models import Area
 from anjuka.areas.operations import Policy, effective_policy
 from anjuka.audit import operations as audit
 from anjuka.core import signals
+from anjuka.core.db import db
 from anjuka.core.errors import InvalidInput
 from anjuka.core.security import Identity
 from anjuka.dwellings.models import PERSONAL_FIELDS, Dwelling, Estate
-from anjuka.extensions import db
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ import sqlalchemy as sa
 from flask_smorest import Blueprint
 
 from anjuka.areas.operations import find_area
+from anjuka.core.db import db
 from anjuka.core.errors import NotFound
 from anjuka.core.pagination import paginate
 from anjuka.core.security import require_identity, requires
-from anjuka.extensions import db
 from anjuka.notifications import operations
 from anjuka.notifications.models import WebhookDelivery, WebhookSubscription
 from anjuka.notifications.schemas import WebhookCreateSchema, WebhookSchema
@@ -67,7 +67,6 @@ def create_webhook(body: dict):
     subscription, secret = operations.create_subscription(
         require_identity(), area, body["url"], body.get("kinds")
     )
-    db.session.commit()
     return {**webhook_views([subscription])[0], "secret": secret}
 
 
@@ -95,4 +94,3 @@ def get_webhook(webhook_id: int):
 def delete_webhook(webhook_id: int):
     """Deactivate a subscription; what it had pending is abandoned."""
     operations.deactivate_subscription(_get_or_404(webhook_id))
-    db.session.commit()

@@ -9,9 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.alerts.models import Alert
 from anjuka.areas.models import Area
+from anjuka.core.db import db
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
 
 DELIVERY_STATUSES = ("pending", "delivered", "abandoned")
 

@@ -30,11 +30,12 @@ from flask import Flask
 from anjuka.alerts.models import Alert
 from anjuka.areas.models import Area
 from anjuka.audit import operations as audit
+from anjuka.core.db import db
 from anjuka.core.errors import Conflict
 from anjuka.core.keys import keyring
 from anjuka.core.security import Identity
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
+from anjuka.core.transactions import checkpoint
 from anjuka.notifications.models import WebhookDelivery, WebhookSubscription
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,7 @@ def _claim(now: datetime, limit: int) -> list[_Claimed]:
                 delivery.idempotency_key,
             )
         )
-    db.session.commit()
+    checkpoint()  # claimed before sending: nothing is held while the receiver answers
     return claimed
 
 
@@ -281,7 +282,7 @@ def _record(item: _Claimed, ok: bool, status: int | None, error: str | None, now
         else:
             delivery.next_attempt_at = now + backoff(delivery.attempts)
             outcome = "failed"
-    db.session.commit()
+    checkpoint()  # each outcome on the record before the next is sent
     return outcome
 
 

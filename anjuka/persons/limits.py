@@ -16,7 +16,6 @@ from flask_limiter import RequestLimit
 from anjuka.core import signals
 from anjuka.core.limits import configured, limiter, throttled
 from anjuka.core.security import require_identity
-from anjuka.extensions import db
 
 
 def _caller_key() -> str:
@@ -36,9 +35,8 @@ def _not_by_document() -> bool:
 
 def _lookups_refused(limit: RequestLimit) -> Response:
     identity = require_identity()
-    # Each refusal counts on the user's one live alert; it commits before the 429.
+    # Each refusal counts on the user's one live alert (kept with the 429: core/limits.py).
     signals.document_lookups_throttled.send(identity.subject, limit=str(limit.limit))
-    db.session.commit()
     return throttled(
         "too_many_lookups", "Too many look-ups by document number; try again later.", limit
     )

@@ -7,10 +7,10 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from anjuka.core.db import db
 from anjuka.core.models import UTCDateTime
 from anjuka.core.protect import decrypt, encrypt
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
 from anjuka.persons.identity import mask_phone
 
 #: Associated data of each encrypted column (the "purpose").

@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from anjuka.audit import operations as audit
+from anjuka.core.db import db
 from anjuka.core.protect import blind_index, blind_index_candidates
 from anjuka.core.security import Identity
-from anjuka.extensions import db
 from anjuka.persons.identity import ParsedDocument, mask_document, parse_document
 from anjuka.persons.models import DOCUMENT_PURPOSE, Person
 

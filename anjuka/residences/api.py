@@ -6,12 +6,12 @@ import sqlalchemy as sa
 from flask_smorest import Blueprint
 
 from anjuka.auth.scope import dwelling_filter, get_dwelling_or_404
+from anjuka.core.db import db
 from anjuka.core.errors import NotFound
 from anjuka.core.pagination import paginate
 from anjuka.core.privacy import RevealQuerySchema, check_reveal
 from anjuka.core.security import require_identity, requires
 from anjuka.dwellings.models import Dwelling
-from anjuka.extensions import db
 from anjuka.persons.identity import ParsedDocument, parse_document
 from anjuka.persons.limits import document_lookups
 from anjuka.persons.models import Person
@@ -111,7 +111,6 @@ def register_arrival(body: dict):
         family_relation=body.get("family_relation"),
         family_of_residence_id=body.get("family_of_residence_id"),
     )
-    db.session.commit()
     return residence_view(residence, identity)
 
 
@@ -124,8 +123,6 @@ def get_residence(query: dict, residence_id: int):
     identity = require_identity()
     reveal = check_reveal(identity, query["reveal"])
     view = residence_view(get_residence_or_404(residence_id), identity, reveal=reveal)
-    if reveal:
-        db.session.commit()
     return view
 
 
@@ -138,7 +135,6 @@ def record_departure(body: dict, residence_id: int):
     identity = require_identity()
     residence = get_residence_or_404(residence_id, for_update=True)
     operations.record_departure(identity, residence, body["departed_on"], body.get("card_returned"))
-    db.session.commit()
     return residence_view(residence, identity)
 
 
@@ -160,8 +156,6 @@ def list_residents(query: dict, dwelling_id: int, pagination_parameters):
     views = [
         residence_view(r, identity, reveal=reveal) for r in paginate(stmt, pagination_parameters)
     ]
-    if reveal:
-        db.session.commit()
     return views
 
 
@@ -186,10 +180,9 @@ def lookup_person(body: dict):
         identity, document, None if latest is None else latest.person_id, via="persons.lookup"
     )
     if latest is None:
-        db.session.commit()  # the look-up stays on the record although it found nothing
-        raise NotFound("No person with that document.", code="person_not_found")
+        # The look-up's audit event stays on the record although it found nothing.
+        raise NotFound("No person with that document.", code="person_not_found", keep_writes=True)
     view = person_view(latest.person, identity, reveal=reveal, area_code=latest.dwelling.area.code)
-    db.session.commit()
     return view
 
 
@@ -203,8 +196,6 @@ def get_person(query: dict, person_id: int):
     reveal = check_reveal(identity, query["reveal"])
     person, latest = get_person_or_404(person_id)
     view = person_view(person, identity, reveal=reveal, area_code=latest.dwelling.area.code)
-    if reveal:
-        db.session.commit()
     return view
 
 

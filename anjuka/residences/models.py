@@ -7,10 +7,10 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from anjuka.core.db import db
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
 from anjuka.dwellings.models import Dwelling
-from anjuka.extensions import db
 from anjuka.persons.models import Person
 
 FAMILY_RELATIONS = ("spouse", "parent", "child")

@@ -6,11 +6,12 @@ import sqlalchemy as sa
 from flask_smorest import Blueprint
 
 from anjuka.auth.scope import get_dwelling_or_404
+from anjuka.core.db import db
 from anjuka.core.dumping import set_dump_context
 from anjuka.core.errors import NotFound
 from anjuka.core.pagination import paginate
 from anjuka.core.security import Identity, require_identity, requires
-from anjuka.extensions import db
+from anjuka.core.transactions import keep_on_refusal
 from anjuka.persons.identity import parse_document
 from anjuka.persons.limits import document_lookups
 from anjuka.persons.operations import find_person, record_document_lookup
@@ -103,12 +104,11 @@ def request_transfer(body: dict):
     get_dwelling_or_404(body["dwelling_id"])
     found = find_person(document)
     record_document_lookup(identity, document, None if found is None else found.id, via="transfers")
-    db.session.commit()  # on the record whatever the answer; before any row is locked
+    keep_on_refusal()  # the look-up is on the record whatever the answer
     dwelling = get_dwelling_or_404(body["dwelling_id"], for_update=True)
     transfer = operations.request_transfer(
         identity, dwelling, document, arrived_on=body["arrived_on"]
     )
-    db.session.commit()
     return _tell_sides(identity, [transfer])[0]
 
 
@@ -147,7 +147,6 @@ def cancel_transfer(body: dict, transfer_id: int):
     identity = require_identity()
     transfer = get_transfer_or_404(transfer_id, side="incoming", for_update=True)
     operations.cancel_transfer(identity, transfer, body.get("reason"))
-    db.session.commit()
     return _tell_sides(identity, [transfer])[0]
 
 
@@ -163,5 +162,4 @@ def complete_transfer(body: dict, transfer_id: int):
     identity = require_identity()
     transfer = get_transfer_or_404(transfer_id, side="incoming")
     operations.complete_transfer(identity, transfer, body["reason"])
-    db.session.commit()
     return _tell_sides(identity, [transfer])[0]

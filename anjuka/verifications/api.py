@@ -12,8 +12,8 @@ from flask_smorest import Blueprint
 from anjuka.areas.models import Area
 from anjuka.auth.scope import get_dwelling_or_404, scope_of
 from anjuka.cards.models import Card
+from anjuka.core.db import db
 from anjuka.core.security import Identity, require_identity, requires
-from anjuka.extensions import db
 from anjuka.persons.limits import document_lookups
 from anjuka.verifications import operations
 from anjuka.verifications.bundle import build_bundle
@@ -76,7 +76,6 @@ def verify(body: dict):
     else:
         check = operations.check_document(body["document_type"], body["document_number"])
     inspection = operations.record_inspection(identity, check, place)
-    db.session.commit()
     return {**inspection.answer, "replayed": False}
 
 
@@ -86,7 +85,6 @@ def verify(body: dict):
 def create_challenge():
     """A challenge for a CPU card's INTERNAL AUTHENTICATE: send its answer with the check."""
     challenge = operations.issue_challenge(require_identity())
-    db.session.commit()
     return {
         "challenge_id": challenge.id,
         "challenge": challenge.challenge.hex(),

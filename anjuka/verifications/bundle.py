@@ -22,10 +22,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from anjuka.cards.models import Card, CardChip
+from anjuka.core.db import db
 from anjuka.core.errors import InvalidInput
 from anjuka.core.keys import keyring
 from anjuka.core.time import local_date, registry_zone, utcnow
-from anjuka.extensions import db
 from cardreader.offline import ALGORITHM, FORMAT, canonical_bytes, format_time
 
 BUNDLE_LIFETIME = timedelta(hours=24)

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.auth.models import User
+from anjuka.core.db import db
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
 from anjuka.dwellings.models import Dwelling
-from anjuka.extensions import db
 
 RESULTS = ("valid", "revoked", "expired", "wrong_dwelling", "unknown", "forged", "clone_suspected")
 INPUT_KINDS = ("card_no", "chip", "document")

@@ -39,13 +39,13 @@ from anjuka.audit import operations as audit
 from anjuka.auth.scope import area_in_scope, dwelling_filter, scope_of
 from anjuka.cards.models import Card
 from anjuka.cards.signing import derive_card_key
+from anjuka.core.db import db
 from anjuka.core.errors import AppError, Conflict, InvalidInput
 from anjuka.core.keys import keyring
 from anjuka.core.security import Identity, require_identity
 from anjuka.core.time import local_date, utcnow
 from anjuka.dwellings.models import Dwelling
 from anjuka.dwellings.operations import occupant_counts
-from anjuka.extensions import db
 from anjuka.persons.identity import mask_name, parse_document
 from anjuka.persons.models import Person
 from anjuka.persons.operations import find_person, record_document_lookup

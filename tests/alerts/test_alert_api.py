@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from anjuka.audit.models import AuditEvent
+from anjuka.core.db import db
 from anjuka.core.time import local_today, utcnow
-from anjuka.extensions import db
 
 OVERRIDE = "Temporary shelter ordered by the street office"
 

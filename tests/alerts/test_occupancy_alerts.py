@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from anjuka.alerts.models import Alert
 from anjuka.alerts.operations import raise_alert
+from anjuka.core.db import db
 from anjuka.core.time import local_today
-from anjuka.extensions import db
 
 OVERRIDE = "Emergency housing after a fire next door"
 

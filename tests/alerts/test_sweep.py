@@ -16,8 +16,8 @@ from anjuka.alerts.commands import sweep
 from anjuka.alerts.models import Alert, SweepCursor
 from anjuka.alerts.sweep import run_sweep
 from anjuka.cards.models import Reader
+from anjuka.core.db import db
 from anjuka.core.time import local_today, utcnow
-from anjuka.extensions import db
 from anjuka.residences.models import Residence
 
 

@@ -41,7 +41,7 @@ def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 def make_reader(app) -> Callable[..., tuple[int, str]]:  # type: ignore[no-untyped-def]
     """Factory: ``make_reader(area_code=None, estate_id=None)`` -> (reader id, token)."""
     from anjuka.cards.readers import create_reader
-    from anjuka.extensions import db
+    from anjuka.core.db import db
 
     def make(area_code: str | None = None, estate_id: int | None = None, name: str | None = None):  # type: ignore[no-untyped-def]
         reader, token = create_reader(

@@ -80,8 +80,8 @@ def _clear_queue() -> None:
 
     from anjuka.cards.models import OPEN_STATUSES, Card, CardJob
     from anjuka.cards.operations import lock_card, revoke_card
+    from anjuka.core.db import db
     from anjuka.core.time import utcnow
-    from anjuka.extensions import db
 
     for card_id in db.session.scalars(sa.select(Card.id).where(Card.status == "pending")):
         revoke_card(lock_card(card_id), "damaged")
@@ -97,7 +97,7 @@ def _at_last_attempt(job_id: int) -> None:
     """Make the job's current attempt its last one."""
     from anjuka.cards.jobs import MAX_ATTEMPTS
     from anjuka.cards.models import CardJob
-    from anjuka.extensions import db
+    from anjuka.core.db import db
 
     row = db.session.get(CardJob, job_id)
     db.session.refresh(row)

@@ -8,8 +8,8 @@ from card_helpers import new_uid
 from sqlalchemy.exc import IntegrityError
 
 from anjuka.cards.models import Card, CardJob
+from anjuka.core.db import db
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
 
 
 @pytest.fixture

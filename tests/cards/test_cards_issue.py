@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from card_helpers import new_uid
 
 from anjuka.cards.models import Card, CardJob
+from anjuka.core.db import db
 from anjuka.core.keys import keyring
 from anjuka.core.time import local_today
-from anjuka.extensions import db
 from cardreader.cardno import is_valid_card_no
 from cardreader.record import BadSignatureError, decode_record, verify_record
 

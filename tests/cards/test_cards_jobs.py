@@ -8,7 +8,7 @@ import time
 from card_helpers import new_uid
 
 from anjuka.cards.models import Reader
-from anjuka.extensions import db
+from anjuka.core.db import db
 
 
 def test_long_poll_waits_then_answers_204_and_notes_the_reader_seen(desk):

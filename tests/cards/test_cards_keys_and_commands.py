@@ -14,8 +14,8 @@ from card_helpers import Daemon, new_uid
 from anjuka import create_app
 from anjuka.cards.signing import card_keys, derive_card_key
 from anjuka.config import Config
+from anjuka.core.db import db
 from anjuka.core.keys import keyring
-from anjuka.extensions import db
 from cardreader.protocol.keys import parse_keys
 from cardreader.record import decode_record, verify_record
 

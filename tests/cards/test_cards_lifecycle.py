@@ -8,8 +8,8 @@ from card_helpers import new_uid
 from anjuka.audit.models import AuditEvent
 from anjuka.audit.operations import verify
 from anjuka.core import signals
+from anjuka.core.db import db
 from anjuka.core.time import local_today
-from anjuka.extensions import db
 
 
 def _depart(desk, residence_id: int, **extra: object):  # type: ignore[no-untyped-def]

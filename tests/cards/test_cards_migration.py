@@ -17,7 +17,7 @@ from throwaway_db import throwaway_database
 
 from anjuka import create_app
 from anjuka.config import Config
-from anjuka.extensions import db
+from anjuka.core.db import db
 
 PG_ADMIN_URL = os.environ.get("ANJUKA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 CARD_TABLES = {"readers", "cards", "card_jobs", "card_serials"}

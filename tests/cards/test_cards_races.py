@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from card_helpers import Daemon, new_uid
 
 from anjuka.cards.models import Card, CardJob
+from anjuka.core.db import db
 from anjuka.core.time import local_today
-from anjuka.extensions import db
 
 
 def _in_threads(count: int, work: Callable[[int], object]) -> list:

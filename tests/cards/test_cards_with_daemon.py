@@ -15,9 +15,9 @@ from card_helpers import in_process_session
 
 from anjuka.cards.models import CardJob
 from anjuka.cards.signing import card_keys
+from anjuka.core.db import db
 from anjuka.core.keys import keyring
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
 from cardreader.client import JobClient
 from cardreader.daemon import Daemon as CardDaemon
 from cardreader.daemon import DaemonConfig

@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import sqlalchemy as sa
 
+from anjuka.core.db import db
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
 from anjuka.notifications.commands import webhooks
 from anjuka.notifications.models import WebhookDelivery
 from anjuka.notifications.operations import (

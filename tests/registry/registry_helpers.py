@@ -27,7 +27,7 @@ def days_before(days: int) -> str:
 
 def count_rows(model: type) -> int:
     """Rows of ``model``'s table, as the current session sees them."""
-    from anjuka.extensions import db
+    from anjuka.core.db import db
 
     return db.session.scalar(sa.select(sa.func.count()).select_from(model))
 

@@ -48,7 +48,7 @@ def _routes() -> list[Route]:
         app = create_app(Config(instance_path=Path(tmp), testing=True))
         rules = list(app.url_map.iter_rules())
         with app.app_context():
-            from anjuka.extensions import db
+            from anjuka.core.db import db
 
             db.engine.dispose()
     return sorted(
@@ -144,7 +144,7 @@ def _fresh_transfer(
     w, into: int | None = None, living_in: int | None = None, due: bool = False
 ) -> int:
     """A waiting transfer (into RA's dwelling by default), asked for by the admin."""
-    from anjuka.extensions import db
+    from anjuka.core.db import db
     from anjuka.transfers.models import Transfer
 
     body = _transfer_body(w, into or w.da, living_in or w.db)
@@ -160,7 +160,7 @@ def _fresh_transfer(
 def _new_account(w) -> int:
     """An account of its own for an admin to change."""
     from anjuka.auth.operations import create_user
-    from anjuka.extensions import db
+    from anjuka.core.db import db
 
     user = create_user(f"target{next(_serial)}", "auditor", "t" * 12)
     db.session.commit()
@@ -173,8 +173,8 @@ def _spare_token_id(w, role: str) -> int:
 
     from anjuka.auth.models import ApiToken, User
     from anjuka.auth.operations import issue_token
+    from anjuka.core.db import db
     from anjuka.core.security import hash_token
-    from anjuka.extensions import db
 
     token, _ = issue_token(db.session.get(User, w.users[role]["id"]))
     db.session.commit()

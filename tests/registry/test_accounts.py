@@ -12,7 +12,7 @@ from registry_helpers import assert_error_shape
 from anjuka.audit.models import AuditEvent
 from anjuka.auth.models import ApiToken, User
 from anjuka.cli import users as users_command
-from anjuka.extensions import db
+from anjuka.core.db import db
 from cardreader.cardno import make_card_no
 
 NEW_PASSWORD = "a brand new passphrase"

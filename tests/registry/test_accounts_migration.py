@@ -15,7 +15,7 @@ from flask_migrate import downgrade, upgrade
 
 from anjuka import create_app
 from anjuka.config import Config
-from anjuka.extensions import db
+from anjuka.core.db import db
 
 
 def test_0005_goes_down_and_up_over_tokens_alerts_and_deliveries(

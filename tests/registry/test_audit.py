@@ -13,7 +13,7 @@ from anjuka import create_app
 from anjuka.audit.models import AuditChainHead, AuditEvent
 from anjuka.audit.operations import verify
 from anjuka.config import Config
-from anjuka.extensions import db
+from anjuka.core.db import db
 
 
 def _events() -> list[AuditEvent]:

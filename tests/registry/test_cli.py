@@ -9,7 +9,7 @@ from registry_helpers import ANJUKA_COMMAND, command_env
 
 from anjuka import create_app
 from anjuka.config import Config
-from anjuka.extensions import db
+from anjuka.core.db import db
 
 
 def _run(args: list[str], env: dict, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 
 from anjuka import create_app
 from anjuka.config import Config
-from anjuka.extensions import db
+from anjuka.core.db import db
 from anjuka.persons.identity import resident_id_check_char
 
 pytestmark = pytest.mark.postgres

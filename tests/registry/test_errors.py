@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from registry_helpers import assert_error_shape, today
 
-from anjuka.extensions import db
+from anjuka.core.db import db
 
 
 def _row_counts() -> dict[str, int]:

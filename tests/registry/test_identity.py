@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from registry_helpers import assert_error_shape, count_rows, today
 
 from anjuka.audit.models import AuditEvent
+from anjuka.core.db import db
 from anjuka.core.keys import load_keyring, rotate
 from anjuka.core.protect import encryption_key_id
-from anjuka.extensions import db
 from anjuka.persons.identity import mask_document, resident_id_check_char
 from anjuka.persons.models import Person
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from registry_helpers import count_rows, days_before, today
 
 from anjuka.core import signals
-from anjuka.extensions import db
+from anjuka.core.db import db
 from anjuka.persons.models import Person
 from anjuka.residences.models import Residence
 

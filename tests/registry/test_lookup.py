@@ -17,7 +17,7 @@ from registry_helpers import assert_error_shape, today
 
 from anjuka.alerts.models import Alert
 from anjuka.audit.models import AuditEvent
-from anjuka.extensions import db
+from anjuka.core.db import db
 from anjuka.persons.identity import resident_id_check_char
 from cardreader.cardno import make_card_no
 

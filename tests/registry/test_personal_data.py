@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from anjuka import create_app
 from anjuka.audit.models import AuditEvent
 from anjuka.config import Config
+from anjuka.core.db import db
 from anjuka.core.protect import RecordTampered
 from anjuka.dwellings.models import Dwelling
-from anjuka.extensions import db
 from anjuka.persons.identity import mask_document, mask_name, mask_phone
 from anjuka.persons.models import Person
 

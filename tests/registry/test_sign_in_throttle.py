@@ -21,8 +21,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from anjuka import create_app
 from anjuka.audit.models import AuditEvent
 from anjuka.auth.models import ApiToken
+from anjuka.core.db import db
 from anjuka.core.security import hash_token
-from anjuka.extensions import db
 
 ATTACKER = "198.51.100.7"
 OWNER = "203.0.113.9"

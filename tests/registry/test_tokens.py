@@ -11,9 +11,9 @@ from registry_helpers import assert_error_shape
 from anjuka.audit.models import AuditEvent
 from anjuka.auth.models import ApiToken, User
 from anjuka.config import Config
+from anjuka.core.db import db
 from anjuka.core.security import hash_token
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
 
 
 def _login(client, username, password):

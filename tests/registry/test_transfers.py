@@ -12,8 +12,8 @@ from registry_helpers import days_before, today
 from anjuka.alerts.models import Alert
 from anjuka.audit.models import AuditEvent
 from anjuka.cards.models import Card
+from anjuka.core.db import db
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
 from anjuka.persons.models import Person
 from anjuka.residences.models import Residence
 from anjuka.transfers.models import Transfer

@@ -26,8 +26,8 @@ import sqlalchemy as sa
 
 from anjuka import create_app
 from anjuka.config import Config
+from anjuka.core.db import db
 from anjuka.core.time import local_today
-from anjuka.extensions import db
 from cardreader.cardno import make_card_no
 
 _BATCH = 20_000

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from cardkit import new_uid
 
 from anjuka.cards.models import Card, CardChip
+from anjuka.core.db import db
 from anjuka.core.keys import keyring
 from anjuka.core.time import local_today, utcnow
-from anjuka.extensions import db
 from anjuka.verifications import api as verifications_api
 from cardreader.offline import (
     BundleChainError,

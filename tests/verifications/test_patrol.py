@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from cardkit import new_uid
 from werkzeug.serving import make_server
 
+from anjuka.core.db import db
 from anjuka.core.time import utcnow
-from anjuka.extensions import db
 from anjuka.verifications.models import Inspection
 from cardreader import patrol
 from cardreader.cli import main as cardreader_main

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anjuka.extensions import db
+from anjuka.core.db import db
 from anjuka.verifications.models import Inspection
 
 FIELDS = [

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from anjuka.alerts.models import Alert
 from anjuka.areas.models import Area
 from anjuka.audit.models import AuditEvent
+from anjuka.core.db import db
 from anjuka.core.time import local_today, utcnow
-from anjuka.extensions import db
 from anjuka.verifications.models import Inspection
 from cardreader.protocol.cpu import internal_auth_response
 from cardreader.record import decode_record, sign_record

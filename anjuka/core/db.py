@@ -1,4 +1,7 @@
-"""The Flask extensions, created once and bound in the application factory."""
+"""The database: SQLAlchemy, the model base and its naming convention, migrations.
+
+Created once and bound in the application factory.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
 from anjuka.config import Config
-from anjuka.core.api import Api
 
 NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
@@ -23,7 +25,7 @@ NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
 }
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 class Base(DeclarativeBase):
@@ -82,7 +84,7 @@ def _private_sqlite_file(config: Config) -> None:
 
 
 def init_app(app: Flask, config: Config) -> None:
-    """Bind the extensions to ``app``."""
+    """Bind the database and the migrations to ``app``."""
     _private_instance(config)
     if config.resolved_database_url.startswith("sqlite"):
         _private_sqlite_file(config)
@@ -91,4 +93,3 @@ def init_app(app: Flask, config: Config) -> None:
         if db.engine.dialect.name == "sqlite":
             _sqlite_serialised_writes(db.engine)
     migrate.init_app(app, db, render_as_batch=True)
-    app.extensions["anjuka_api"] = Api(app)

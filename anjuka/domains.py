@@ -13,16 +13,22 @@ def register_domains(app: Flask) -> None:
     from anjuka.audit import api as audit_api
     from anjuka.auth import api as auth_api
     from anjuka.auth import operations as auth_operations
+    from anjuka.auth.scope import load_scope
     from anjuka.cards import api as cards_api
     from anjuka.cards import daemon_api as card_jobs_api
     from anjuka.cards import operations as card_operations
     from anjuka.cards.readers import READER_TOKEN_PREFIX, resolve_reader_token
+    from anjuka.core.scope import set_scope_loader
     from anjuka.core.security import register_token_resolver
     from anjuka.dwellings import api as dwellings_api
+    from anjuka.dwellings.operations import count_occupants_with
     from anjuka.residences import api as residences_api
+    from anjuka.residences.occupancy import count_occupants
 
     api = app.extensions["anjuka_api"]
     register_token_resolver(auth_operations.USER_TOKEN_PREFIX, auth_operations.resolve_user_token)
+    set_scope_loader(load_scope)
+    count_occupants_with(count_occupants)
     for module in (auth_api, areas_api, dwellings_api, residences_api, audit_api):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)
 

@@ -9,10 +9,11 @@ from anjuka.alerts import operations
 from anjuka.alerts.models import Alert
 from anjuka.alerts.schemas import AcknowledgeSchema, AlertQuerySchema, AlertSchema, ResolveSchema
 from anjuka.areas.models import Area
-from anjuka.auth.scope import get_area_or_404, scope_of
+from anjuka.areas.permissions import get_area_or_404
 from anjuka.core.db import db
 from anjuka.core.errors import NotFound
 from anjuka.core.pagination import paginate
+from anjuka.core.scope import scope_of
 from anjuka.core.security import Identity, require_identity, requires
 
 blp = Blueprint("alerts", __name__, description="Alerts the registry raises by itself")

@@ -8,12 +8,16 @@ together, and the lower domains never import this one.
 from __future__ import annotations
 
 from anjuka.alerts import occupancy
-from anjuka.alerts.operations import Raised, raise_alert, raise_once, resolve_if_live
+from anjuka.alerts.operations import (
+    raise_alert,
+    raise_late_registration,
+    resolve_if_live,
+    resolve_returned,
+)
 from anjuka.areas.models import Area
 from anjuka.auth.models import User
 from anjuka.auth.scope import home_area_id
 from anjuka.core import signals
-from anjuka.core.time import local_date
 from anjuka.dwellings.models import Dwelling
 from anjuka.residences.models import Residence
 from anjuka.transfers.models import Transfer
@@ -26,27 +30,6 @@ def on_arrival(residence: Residence, overridden: bool = False, **_: object) -> N
         occupancy.evaluate([dwelling], trigger="override" if overridden else "arrival")
     if residence.late:
         raise_late_registration(residence)
-
-
-def raise_late_registration(residence: Residence) -> Raised | None:
-    """``late_registration`` for a residence registered after its deadline (once)."""
-    return raise_once(
-        "late_registration",
-        "residence",
-        residence.id,
-        occurrence=residence.arrived_on.isoformat(),
-        area_id=residence.dwelling.area_id,
-        details={
-            "dwelling_id": residence.dwelling_id,
-            "arrived_on": residence.arrived_on.isoformat(),
-            "registration_deadline": residence.registration_deadline.isoformat()
-            if residence.registration_deadline
-            else None,
-            "registered_on": local_date(residence.registered_at).isoformat()
-            if residence.registered_at
-            else None,
-        },
-    )
 
 
 def on_departure(residence: Residence, **_: object) -> None:
@@ -70,8 +53,6 @@ def on_card_returned(card: object, **_: object) -> None:
     The sweep resolves it too; this makes it immediate when the cards domain
     sends ``card_returned``.
     """
-    from anjuka.alerts.sweep import resolve_returned
-
     resolve_returned([card.residence_id])  # type: ignore[attr-defined]
 
 

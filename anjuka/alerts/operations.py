@@ -15,11 +15,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from anjuka.alerts.models import ALERT_KINDS, LIVE_PREDICATE, LIVE_STATUSES, Alert
 from anjuka.audit import operations as audit
+from anjuka.cards.models import Card
 from anjuka.core import signals
 from anjuka.core.db import db
 from anjuka.core.errors import Conflict
 from anjuka.core.security import Identity
-from anjuka.core.time import utcnow
+from anjuka.core.time import local_date, utcnow
+from anjuka.residences.models import Residence
 
 #: What an automatic resolution writes in the note.
 CAUSE_GONE = "resolved: cause gone"
@@ -212,3 +214,74 @@ def resolve(identity: Identity, alert: Alert, note: str) -> Alert:
     db.session.flush()
     _audit(alert, "alert.resolve", note)
     return alert
+
+
+# -- shared by the event handlers and the sweep ------------------------------------
+
+
+def raise_late_registration(residence: Residence) -> Raised | None:
+    """``late_registration`` for a residence registered after its deadline (once)."""
+    return raise_once(
+        "late_registration",
+        "residence",
+        residence.id,
+        occurrence=residence.arrived_on.isoformat(),
+        area_id=residence.dwelling.area_id,
+        details={
+            "dwelling_id": residence.dwelling_id,
+            "arrived_on": residence.arrived_on.isoformat(),
+            "registration_deadline": residence.registration_deadline.isoformat()
+            if residence.registration_deadline
+            else None,
+            "registered_on": local_date(residence.registered_at).isoformat()
+            if residence.registered_at
+            else None,
+        },
+    )
+
+
+def cards_out(residence_ids: list[int]) -> dict[int, list[str]]:
+    """Per residence, the numbers of handed-out cards not yet returned."""
+    out: dict[int, list[str]] = {}
+    rows = db.session.execute(
+        sa.select(Card.residence_id, Card.card_no).where(
+            Card.residence_id.in_(residence_ids),
+            Card.activated_at.is_not(None),
+            Card.status != "returned",
+        )
+    )
+    for residence_id, card_no in rows:
+        out.setdefault(residence_id, []).append(card_no)
+    return out
+
+
+def handed_out(residence_ids: list[int]) -> set[int]:
+    return set(
+        db.session.scalars(
+            sa.select(Card.residence_id).where(
+                Card.residence_id.in_(residence_ids), Card.activated_at.is_not(None)
+            )
+        )
+    )
+
+
+def resolve_returned(residence_ids: list[int] | None = None) -> int:
+    """Resolve live card-not-returned alerts whose cards have all come back; how many."""
+    stmt = sa.select(Alert).where(
+        Alert.kind == "card_not_returned", Alert.status.in_(LIVE_STATUSES)
+    )
+    if residence_ids is not None:
+        stmt = stmt.where(Alert.subject_id.in_([str(i) for i in residence_ids]))
+    live = db.session.scalars(stmt).all()
+    if not live:
+        return 0
+    ids = [int(a.subject_id) for a in live]
+    out = cards_out(ids)
+    handed = handed_out(ids)
+    resolved = 0
+    for alert in live:
+        residence_id = int(alert.subject_id)
+        if residence_id in handed and not out.get(residence_id):
+            auto_resolve(alert, "the card was returned")
+            resolved += 1
+    return resolved

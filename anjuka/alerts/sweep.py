@@ -48,7 +48,14 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 
 from anjuka.alerts.models import LIVE_STATUSES, Alert, SweepCursor
-from anjuka.alerts.operations import auto_resolve, raise_once
+from anjuka.alerts.operations import (
+    auto_resolve,
+    cards_out,
+    handed_out,
+    raise_late_registration,
+    raise_once,
+    resolve_returned,
+)
 from anjuka.areas.models import Area
 from anjuka.areas.operations import Policy, effective_policy
 from anjuka.cards.models import Card, Reader
@@ -169,31 +176,6 @@ def _since_clause(
 # -- card_not_returned ----------------------------------------------------------
 
 
-def _cards_out(residence_ids: list[int]) -> dict[int, list[str]]:
-    """Per residence, the numbers of handed-out cards not yet returned."""
-    out: dict[int, list[str]] = {}
-    rows = db.session.execute(
-        sa.select(Card.residence_id, Card.card_no).where(
-            Card.residence_id.in_(residence_ids),
-            Card.activated_at.is_not(None),
-            Card.status != "returned",
-        )
-    )
-    for residence_id, card_no in rows:
-        out.setdefault(residence_id, []).append(card_no)
-    return out
-
-
-def _handed_out(residence_ids: list[int]) -> set[int]:
-    return set(
-        db.session.scalars(
-            sa.select(Card.residence_id).where(
-                Card.residence_id.in_(residence_ids), Card.activated_at.is_not(None)
-            )
-        )
-    )
-
-
 def _card_not_returned(as_of: date, policies: _Policies, report: SweepReport) -> None:
     window = _window("card_not_returned")
     max_grace = max((p.card_return_grace_days for p in policies.all()), default=0)
@@ -223,8 +205,8 @@ def _card_not_returned(as_of: date, policies: _Policies, report: SweepReport) ->
 
     def flush_batch() -> None:
         ids = [row.id for row in batch]
-        out = _cards_out(ids)
-        handed = _handed_out(ids)
+        out = cards_out(ids)
+        handed = handed_out(ids)
         for row in batch:
             grace = policies.of(row.area_id).card_return_grace_days
             due = row.departed_on + timedelta(days=grace)
@@ -261,34 +243,10 @@ def _card_not_returned(as_of: date, policies: _Policies, report: SweepReport) ->
     report.resolved["card_not_returned"] += resolve_returned()
 
 
-def resolve_returned(residence_ids: list[int] | None = None) -> int:
-    """Resolve live card-not-returned alerts whose cards have all come back; how many."""
-    stmt = sa.select(Alert).where(
-        Alert.kind == "card_not_returned", Alert.status.in_(LIVE_STATUSES)
-    )
-    if residence_ids is not None:
-        stmt = stmt.where(Alert.subject_id.in_([str(i) for i in residence_ids]))
-    live = db.session.scalars(stmt).all()
-    if not live:
-        return 0
-    ids = [int(a.subject_id) for a in live]
-    out = _cards_out(ids)
-    handed = _handed_out(ids)
-    resolved = 0
-    for alert in live:
-        residence_id = int(alert.subject_id)
-        if residence_id in handed and not out.get(residence_id):
-            auto_resolve(alert, "the card was returned")
-            resolved += 1
-    return resolved
-
-
 # -- late_registration ----------------------------------------------------------
 
 
 def _late_registration(report: SweepReport) -> None:
-    from anjuka.alerts.handlers import raise_late_registration
-
     window = _window("late_registration")
     stmt = sa.select(Residence.id).where(Residence.late.is_(True))
     if window.written_since() is not None:

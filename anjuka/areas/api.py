@@ -7,8 +7,8 @@ from flask_smorest import Blueprint
 
 from anjuka.areas import operations
 from anjuka.areas.models import Area
+from anjuka.areas.permissions import area_filter, get_area_or_404
 from anjuka.areas.schemas import AreaCreateSchema, AreaPatchSchema, AreaQuerySchema, AreaSchema
-from anjuka.auth.scope import area_filter, get_area_or_404
 from anjuka.core.pagination import paginate
 from anjuka.core.security import require_identity, requires
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from anjuka.auth.scope import dwelling_filter
 from anjuka.cards.models import Card, CardJob, Reader
 from anjuka.cards.operations import lock_card
 from anjuka.cards.readers import reader_serves
@@ -17,6 +16,7 @@ from anjuka.core.db import db
 from anjuka.core.errors import Conflict, InvalidInput, NotFound
 from anjuka.core.security import require_identity
 from anjuka.dwellings.models import Dwelling
+from anjuka.dwellings.permissions import dwelling_filter
 from anjuka.residences.models import Residence
 from cardreader.cardno import is_valid_card_no
 

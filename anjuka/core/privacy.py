@@ -33,6 +33,16 @@ def mask(value: str, *, start: int, end: int) -> str:
     return value[:start] + "*" * hidden + (value[len(value) - end :] if end else "")
 
 
+def mask_name(name: str) -> str:
+    """Keep the family name (first character) where that hides at least half: 张**."""
+    return mask(name, start=1, end=0) if name else name
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """The last digits, and the first where the length allows: 1******1234."""
+    return mask(phone, start=1, end=4) if phone else phone
+
+
 def check_reveal(identity: Identity, reveal: bool) -> bool:
     """Whether to unmask; asking without the right is refused, not ignored."""
     if reveal and identity.role not in REVEAL_ROLES:

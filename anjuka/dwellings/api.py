@@ -7,21 +7,20 @@ from flask_smorest import Blueprint
 
 from anjuka.areas.models import Area
 from anjuka.areas.operations import effective_policies
-from anjuka.auth.scope import (
-    area_in_scope,
-    dwelling_filter,
-    estate_filter,
-    get_area_or_404,
-    get_dwelling_or_404,
-    get_estate_or_404,
-)
+from anjuka.areas.permissions import area_in_scope, get_area_or_404
 from anjuka.core.db import db
 from anjuka.core.errors import Forbidden, NotFound
 from anjuka.core.pagination import paginate
-from anjuka.core.privacy import RevealQuerySchema, check_reveal
+from anjuka.core.privacy import RevealQuerySchema, check_reveal, mask_name
 from anjuka.core.security import require_identity, requires
 from anjuka.dwellings import operations
 from anjuka.dwellings.models import Dwelling, Estate
+from anjuka.dwellings.permissions import (
+    dwelling_filter,
+    estate_filter,
+    get_dwelling_or_404,
+    get_estate_or_404,
+)
 from anjuka.dwellings.schemas import (
     DwellingCreateSchema,
     DwellingPatchSchema,
@@ -30,7 +29,6 @@ from anjuka.dwellings.schemas import (
     EstateCreateSchema,
     EstateSchema,
 )
-from anjuka.persons.identity import mask_name
 
 blp = Blueprint("dwellings", __name__, description="Rental dwellings and estates")
 READERS = ("supervisor", "officer", "manager")

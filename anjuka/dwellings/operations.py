@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
@@ -86,27 +87,24 @@ class Occupancy:
         return self.counted(minors_count) - family
 
 
+#: Counts the current residents of dwellings. Residences sit above dwellings, so
+#: the residences domain provides it (``anjuka.domains`` connects it at start).
+OccupancyCounter = Callable[[list[int]], dict[int, Occupancy]]
+_counter: list[OccupancyCounter] = []
+
+
+def count_occupants_with(counter: OccupancyCounter) -> None:
+    """Install the function that counts dwellings' current residents."""
+    _counter[:] = [counter]
+
+
 def occupancies(dwelling_ids: list[int]) -> dict[int, Occupancy]:
     """Current residents per dwelling, in one query."""
-    from anjuka.residences.models import Residence  # residences build on dwellings
-
     if not dwelling_ids:
         return {}
-    family = Residence.family_relation.is_not(None)
-    one = sa.literal(1)
-    rows = db.session.execute(
-        sa.select(
-            Residence.dwelling_id,
-            sa.func.count(),
-            sa.func.count(sa.case((Residence.minor, one))),
-            sa.func.count(sa.case((family, one))),
-            sa.func.count(sa.case((sa.and_(Residence.minor, family), one))),
-        )
-        .where(Residence.dwelling_id.in_(dwelling_ids), Residence.departed_on.is_(None))
-        .group_by(Residence.dwelling_id)
-    )
-    found = {row[0]: Occupancy(*row[1:]) for row in rows}
-    return {dwelling_id: found.get(dwelling_id, Occupancy()) for dwelling_id in dwelling_ids}
+    if not _counter:
+        raise RuntimeError("no occupancy counter: the residences domain is not connected")
+    return _counter[0](dwelling_ids)
 
 
 def occupant_counts(dwelling_ids: list[int]) -> dict[int, int]:

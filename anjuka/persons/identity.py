@@ -68,13 +68,3 @@ def mask_document(number: str) -> str:
     half of any number is hidden.
     """
     return mask(number, start=4, end=4)
-
-
-def mask_name(name: str) -> str:
-    """Keep the family name (first character) where that hides at least half: 张**."""
-    return mask(name, start=1, end=0) if name else name
-
-
-def mask_phone(phone: str | None) -> str | None:
-    """The last digits, and the first where the length allows: 1******1234."""
-    return mask(phone, start=1, end=4) if phone else phone

@@ -9,9 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from anjuka.core.db import db
 from anjuka.core.models import UTCDateTime
+from anjuka.core.privacy import mask_phone
 from anjuka.core.protect import decrypt, encrypt
 from anjuka.core.time import utcnow
-from anjuka.persons.identity import mask_phone
 
 #: Associated data of each encrypted column (the "purpose").
 DOCUMENT_PURPOSE = "person.document_number"

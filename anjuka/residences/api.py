@@ -5,13 +5,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask_smorest import Blueprint
 
-from anjuka.auth.scope import dwelling_filter, get_dwelling_or_404
 from anjuka.core.db import db
 from anjuka.core.errors import NotFound
 from anjuka.core.pagination import paginate
 from anjuka.core.privacy import RevealQuerySchema, check_reveal
 from anjuka.core.security import require_identity, requires
 from anjuka.dwellings.models import Dwelling
+from anjuka.dwellings.permissions import dwelling_filter, get_dwelling_or_404
 from anjuka.persons.identity import ParsedDocument, parse_document
 from anjuka.persons.limits import document_lookups
 from anjuka.persons.models import Person

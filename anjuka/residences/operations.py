@@ -10,7 +10,6 @@ from sqlalchemy.exc import IntegrityError
 
 from anjuka.areas.operations import Policy, effective_policy
 from anjuka.audit import operations as audit
-from anjuka.auth.scope import dwelling_filter
 from anjuka.core import signals
 from anjuka.core.db import db
 from anjuka.core.errors import AppError, Conflict, Forbidden, InvalidInput
@@ -18,6 +17,7 @@ from anjuka.core.security import Identity
 from anjuka.core.time import add_working_days, local_today, utcnow
 from anjuka.dwellings.models import Dwelling
 from anjuka.dwellings.operations import compute_capacity, occupancies
+from anjuka.dwellings.permissions import dwelling_filter
 from anjuka.persons.identity import ParsedDocument
 from anjuka.persons.models import Person
 from anjuka.persons.operations import find_person, record_person

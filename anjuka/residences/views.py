@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from anjuka.core.privacy import mask_name
 from anjuka.core.security import Identity
-from anjuka.persons.identity import mask_name
 from anjuka.persons.models import Person
 from anjuka.persons.operations import reveal_person
 from anjuka.residences.models import Residence

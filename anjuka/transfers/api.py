@@ -5,13 +5,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask_smorest import Blueprint
 
-from anjuka.auth.scope import get_dwelling_or_404
 from anjuka.core.db import db
 from anjuka.core.dumping import set_dump_context
 from anjuka.core.errors import NotFound
 from anjuka.core.pagination import paginate
 from anjuka.core.security import Identity, require_identity, requires
 from anjuka.core.transactions import keep_on_refusal
+from anjuka.dwellings.permissions import get_dwelling_or_404
 from anjuka.persons.identity import parse_document
 from anjuka.persons.limits import document_lookups
 from anjuka.persons.operations import find_person, record_document_lookup

@@ -23,13 +23,13 @@ from sqlalchemy.exc import IntegrityError
 
 from anjuka.areas.operations import effective_policy
 from anjuka.audit import operations as audit
-from anjuka.auth.scope import dwelling_filter
 from anjuka.core import signals
 from anjuka.core.db import db
 from anjuka.core.errors import AppError, Conflict, Forbidden, InvalidInput
 from anjuka.core.security import Identity
 from anjuka.core.time import add_working_days, local_today, utcnow
 from anjuka.dwellings.models import Dwelling
+from anjuka.dwellings.permissions import dwelling_filter
 from anjuka.persons.identity import ParsedDocument
 from anjuka.persons.operations import find_person
 from anjuka.residences import operations as residences

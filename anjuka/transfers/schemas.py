@@ -9,7 +9,7 @@ from marshmallow import fields, validate
 
 from anjuka.core.dumping import dump_context
 from anjuka.core.fields import Id
-from anjuka.persons.identity import mask_name
+from anjuka.core.privacy import mask_name
 from anjuka.persons.models import DOCUMENT_TYPES
 from anjuka.transfers.models import Transfer, TransferStatus
 

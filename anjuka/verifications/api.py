@@ -10,10 +10,11 @@ from flask import Response, request
 from flask_smorest import Blueprint
 
 from anjuka.areas.models import Area
-from anjuka.auth.scope import get_dwelling_or_404, scope_of
 from anjuka.cards.models import Card
 from anjuka.core.db import db
+from anjuka.core.scope import scope_of
 from anjuka.core.security import Identity, require_identity, requires
+from anjuka.dwellings.permissions import get_dwelling_or_404
 from anjuka.persons.limits import document_lookups
 from anjuka.verifications import operations
 from anjuka.verifications.bundle import build_bundle

@@ -35,18 +35,21 @@ import sqlalchemy as sa
 from anjuka.alerts import occupancy
 from anjuka.alerts.operations import raise_alert
 from anjuka.areas.models import Area
+from anjuka.areas.permissions import area_in_scope
 from anjuka.audit import operations as audit
-from anjuka.auth.scope import area_in_scope, dwelling_filter, scope_of
 from anjuka.cards.models import Card
 from anjuka.cards.signing import derive_card_key
 from anjuka.core.db import db
 from anjuka.core.errors import AppError, Conflict, InvalidInput
 from anjuka.core.keys import keyring
+from anjuka.core.privacy import mask_name
+from anjuka.core.scope import scope_of
 from anjuka.core.security import Identity, require_identity
 from anjuka.core.time import local_date, utcnow
 from anjuka.dwellings.models import Dwelling
 from anjuka.dwellings.operations import occupant_counts
-from anjuka.persons.identity import mask_name, parse_document
+from anjuka.dwellings.permissions import dwelling_filter
+from anjuka.persons.identity import parse_document
 from anjuka.persons.models import Person
 from anjuka.persons.operations import find_person, record_document_lookup
 from anjuka.residences.models import Residence

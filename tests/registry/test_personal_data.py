@@ -15,9 +15,10 @@ from anjuka import create_app
 from anjuka.audit.models import AuditEvent
 from anjuka.config import Config
 from anjuka.core.db import db
+from anjuka.core.privacy import mask_name, mask_phone
 from anjuka.core.protect import RecordTampered
 from anjuka.dwellings.models import Dwelling
-from anjuka.persons.identity import mask_document, mask_name, mask_phone
+from anjuka.persons.identity import mask_document
 from anjuka.persons.models import Person
 
 LANDLORD = {"landlord_name": "王小明", "landlord_phone": "13912345678"}

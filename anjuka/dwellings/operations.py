@@ -44,7 +44,7 @@ def compute_capacity(dwelling: Dwelling, policy: Policy) -> Capacity:
     """Capacity = min(floor(area / minimum per person), rooms × persons per room).
 
     The area is measured on the policy's basis; when the dwelling lacks that
-    measure, the other one stands in (documented in README, "Occupancy").
+    measure, the other one stands in (docs/occupancy.md).
     Illegal or not-for-rent dwellings hold no one.
     """
     if policy.area_basis == "building":

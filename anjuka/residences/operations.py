@@ -96,7 +96,7 @@ def capacity_verdict(
 ) -> Verdict:
     """Whether one more resident, born ``birth_date``, fits ``dwelling`` under ``policy``.
 
-    Counts the way the README's "Occupancy" says: minors per policy, the
+    Counts the way docs/occupancy.md says: minors per policy, the
     family exception exempt from the per-room limit only; a dwelling that
     may hold no one holds no minor either.
     """

@@ -21,6 +21,8 @@ class Config:
     secret_key: str | None = None
     token_lifetime: timedelta = timedelta(hours=12)
     session_lifetime: timedelta = timedelta(hours=8)
+    #: A browser session unused this long is signed out (its lifetime is the absolute limit).
+    session_idle: timedelta = timedelta(minutes=30)
     max_content_length: int = 1024 * 1024
     #: Failed sign-ins allowed per account and client address (then 429 until one lapses).
     sign_in_limit: str = "5 per 15 minutes"

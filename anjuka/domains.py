@@ -56,3 +56,10 @@ def register_domains(app: Flask) -> None:
     notifications.connect(app)
     for module in (alerts_api, verifications_api, webhooks_api):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)
+
+    # The pages, last: they call every domain above.
+    from anjuka.web import account, pages
+
+    del account  # its routes register on the pages' blueprint when imported
+    pages.init_app(app)
+    app.register_blueprint(pages.blp)

@@ -55,8 +55,9 @@ SIGN_IN_REFUSED = "Too many failed sign-ins; try again later."
 
 
 def _typed_username() -> str:
+    """The name a sign-in typed: in the API's JSON body, or the sign-in page's form."""
     body = request.get_json(silent=True)
-    name = body.get("username") if isinstance(body, dict) else None
+    name = body.get("username") if isinstance(body, dict) else request.form.get("username")
     return name if isinstance(name, str) else ""
 
 

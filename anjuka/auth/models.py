@@ -32,6 +32,8 @@ class User(db.Model):
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     #: A disabled account cannot sign in, and its tokens and sessions answer 401.
     active: Mapped[bool] = mapped_column(default=True)
+    #: The language the user chose for the pages (None: the browser's, else Chinese).
+    locale: Mapped[str | None] = mapped_column(sa.String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     scopes: Mapped[list[UserScope]] = relationship(

@@ -1,6 +1,6 @@
 """Request input that no schema should have to think about.
 
-Every JSON body, query string and path is checked once, before any view,
+Every JSON body, form (the pages'), query string and path is checked once, before any view,
 for values no column can store: NUL characters (PostgreSQL text refuses
 them), lone UTF-16 surrogates (not encodable as UTF-8), integers beyond 64
 bits, and nesting deep enough to exhaust the parser. They are refused with
@@ -90,6 +90,14 @@ def check_request_input() -> None:
             except ValueError:
                 document = None  # the schema layer reports malformed JSON
             problems.update(_json_problems(document))
+    elif request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        problems.update(
+            {
+                name: [problem]
+                for name, value in request.form.items(multi=True)
+                if (problem := _string_problem(name) or _string_problem(value))
+            }
+        )
     if problems:
         raise InvalidInput(
             "The request holds values the registry cannot store.",

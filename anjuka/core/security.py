@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from anjuka.core.fields import MAX_ID
 from anjuka.core.inputs import check_request_input
 
 _ACCESS_ATTR = "_anjuka_access"
-PUBLIC_ENDPOINTS = {"api-docs.openapi_json", "static"}
+PUBLIC_ENDPOINTS = {"api-docs.openapi_json", "static", "web.static"}
 
 TokenResolver = Callable[[str], "Identity | None"]
 _token_resolvers: dict[str, TokenResolver] = {}
@@ -91,6 +92,7 @@ def require_identity() -> Identity:
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
 #: A client's ``X-Request-Id`` is kept only in this shape: it lands in the
 #: audit trail and the logs, so nothing else a client sends is copied there.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{8,64}")
@@ -119,9 +121,28 @@ def current_token() -> tuple[str | None, bool]:
     return (token, True) if isinstance(token, str) else (None, False)
 
 
+def _session_idle() -> bool:
+    """Whether the browser session has been idle too long (and is then forgotten).
+
+    The signed cookie carries when it was last used; a copy of an idle
+    cookie is as dead as the original. Its token's own lifetime is the
+    absolute limit.
+    """
+    idle = current_app.extensions["anjuka_config"].session_idle
+    now = time.time()
+    seen = session.get("seen")
+    if isinstance(seen, int | float) and now - seen > idle.total_seconds():
+        session.clear()
+        return True
+    session["seen"] = int(now)
+    return False
+
+
 def _resolve_identity() -> Identity | None:
     token, from_session = current_token()
     if token is None:
+        return None
+    if from_session and _session_idle():
         return None
     for prefix, resolver in _token_resolvers.items():
         if token.startswith(prefix):
@@ -139,7 +160,8 @@ def _check_csrf(identity: Identity) -> None:
     if not identity.extra.get("via_session") or request.method in SAFE_METHODS:
         return
     expected = session.get("csrf")
-    sent = request.headers.get(CSRF_HEADER, "")
+    # Scripts send the header; the pages' forms send a hidden field.
+    sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD, "")
     if not isinstance(expected, str) or not hmac.compare_digest(sent, expected):
         raise Forbidden(
             f"A change made with a browser session needs the {CSRF_HEADER} header.",
@@ -148,7 +170,8 @@ def _check_csrf(identity: Identity) -> None:
 
 
 def _check_body_type() -> None:
-    if request.method not in {"POST", "PUT", "PATCH"}:
+    """The API takes JSON bodies only (the pages post forms, under their CSRF check)."""
+    if request.method not in {"POST", "PUT", "PATCH"} or not request.path.startswith("/api/"):
         return
     has_body = (request.content_length or 0) > 0 or "chunked" in request.headers.get(
         "Transfer-Encoding", ""

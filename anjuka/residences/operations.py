@@ -129,6 +129,12 @@ def capacity_verdict(
         "capacity": capacity.capacity,
         "occupants": occupied.occupants,
         "limits": capacity.as_dict(),
+        "rooms": dwelling.rooms,
+        "policy": {
+            "min_area_per_person_m2": str(policy.min_area_per_person_m2),
+            "area_basis": policy.area_basis,
+            "max_persons_per_room": policy.max_persons_per_room,
+        },
     }
     return Verdict(full=True, minor=minor, message=message, details=details)
 

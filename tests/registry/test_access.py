@@ -365,26 +365,38 @@ def test_access(app, client, world, reader_headers, route: Route):
             assert declared[1] == expected, (route.id, sorted(declared[1]))
 
     url = _fill(route.rule)
+    page = not route.rule.startswith("/api/")
+
+    def assert_refused(response, status: int, code: str | None = None) -> None:
+        """The API's error shape; a page's refusal is a page (401: to the sign-in form)."""
+        if not page:
+            assert_error_shape(response, status, code)
+        elif status == 401:
+            assert response.status_code == 302, (route.id, response.status_code)
+            assert response.headers["Location"].startswith("/sign-in?next="), route.id
+        else:
+            assert (response.status_code, response.mimetype) == (status, "text/html"), route.id
+
     if declared[0] == PUBLIC:
         if route.endpoint == "api-docs.openapi_json":
             assert client.get(url).status_code == 200
     else:
         anonymous = _call(client, route.method, url, {})
-        assert_error_shape(anonymous, 401, "unauthorized")
+        assert_refused(anonymous, 401, "unauthorized")
         garbage = _call(client, route.method, url, {}, {"Authorization": "Bearer aju_forged"})
-        assert_error_shape(garbage, 401)
+        assert_refused(garbage, 401)
         basic = _call(client, route.method, url, {}, {"Authorization": "Basic YWRtaW46eA=="})
-        assert_error_shape(basic, 401)
+        assert_refused(basic, 401)
 
     if declared[0] == "user":
-        assert_error_shape(_call(client, route.method, url, {}, reader_headers), 403)
+        assert_refused(_call(client, route.method, url, {}, reader_headers), 403)
         for role in ROLES:
             if role not in declared[1]:
                 refused = _call(client, route.method, url, {}, world.headers(role))
-                assert_error_shape(refused, 403)
+                assert_refused(refused, 403)
     elif declared[0] == "reader":
         for role in ROLES:
-            assert_error_shape(_call(client, route.method, url, {}, world.headers(role)), 403)
+            assert_refused(_call(client, route.method, url, {}, world.headers(role)), 403)
 
     if route.endpoint in FOREIGN:
         for role in SCOPED_ROLES:

@@ -13,6 +13,7 @@ from anjuka.core.db import db
 from anjuka.core.transactions import command_transaction
 from anjuka.imports.commands import gen_city
 from anjuka.notifications.commands import webhooks
+from anjuka.stats.commands import stats
 
 
 @click.group()
@@ -337,6 +338,7 @@ cli.add_command(webhooks)
 cli.add_command(sweep)
 cli.add_command(readers)
 cli.add_command(gen_city)
+cli.add_command(stats)
 
 
 def main() -> None:

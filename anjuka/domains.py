@@ -57,6 +57,13 @@ def register_domains(app: Flask) -> None:
     for module in (alerts_api, verifications_api, webhooks_api):
         api.register_blueprint(module.blp, url_prefix=API_PREFIX)
 
+    # Statistics keep their figures as the events above happen.
+    from anjuka.stats import api as stats_api
+    from anjuka.stats import operations as stats
+
+    stats.connect()
+    api.register_blueprint(stats_api.blp, url_prefix=API_PREFIX)
+
     # The pages, last: they call every domain above.
     from anjuka.web import account, pages
 

@@ -17,6 +17,8 @@ residence_arrived = _signals.signal("residence-arrived")
 residence_departed = _signals.signal("residence-departed")
 #: sender: the Area whose policy changed; kwargs: dwellings (list of affected Dwelling)
 policy_changed = _signals.signal("policy-changed")
+#: sender: the Dwelling just registered
+dwelling_created = _signals.signal("dwelling-created")
 #: sender: the Dwelling whose attributes changed
 dwelling_changed = _signals.signal("dwelling-changed")
 #: sender: the Alert just created (not sent for repeats of a live alert)

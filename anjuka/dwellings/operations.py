@@ -168,6 +168,7 @@ def create_dwelling(area: Area, estate: Estate | None, values: dict) -> Dwelling
             ),
         },
     )
+    signals.dwelling_created.send(dwelling)
     return dwelling
 
 

@@ -11,7 +11,7 @@ from anjuka import create_app
 from anjuka.alerts.commands import sweep
 from anjuka.core.db import db
 from anjuka.core.transactions import command_transaction
-from anjuka.imports.commands import gen_city
+from anjuka.imports.commands import gen_city, import_command
 from anjuka.notifications.commands import webhooks
 from anjuka.stats.commands import stats
 
@@ -338,6 +338,7 @@ cli.add_command(webhooks)
 cli.add_command(sweep)
 cli.add_command(readers)
 cli.add_command(gen_city)
+cli.add_command(import_command)
 cli.add_command(stats)
 
 

@@ -64,6 +64,11 @@ def register_domains(app: Flask) -> None:
     stats.connect()
     api.register_blueprint(stats_api.blp, url_prefix=API_PREFIX)
 
+    # Legacy imports keep their progress and refusals in tables of their own.
+    from anjuka.imports import models as import_models
+
+    del import_models  # imported for its tables
+
     # The pages, last: they call every domain above.
     from anjuka.web import account, pages
 

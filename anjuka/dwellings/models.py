@@ -28,6 +28,8 @@ class Estate(db.Model):
     __tablename__ = "estates"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    #: The legacy registry's code for the estate (what imported dwellings refer to).
+    code: Mapped[str | None] = mapped_column(sa.String(32), index=True, unique=True)
     area_id: Mapped[int] = mapped_column(sa.ForeignKey("areas.id"), index=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     address: Mapped[str | None] = mapped_column(sa.String(400))
@@ -61,7 +63,8 @@ class Dwelling(db.Model):
     estate_id: Mapped[int | None] = mapped_column(sa.ForeignKey("estates.id"), index=True)
     #: The standard address (一标三实) as the police address base writes it.
     address: Mapped[str] = mapped_column(sa.String(400), index=True)
-    address_code: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    #: The standard address down to the room: one dwelling each (imports refer to it).
+    address_code: Mapped[str | None] = mapped_column(sa.String(64), index=True, unique=True)
     landlord_name: Mapped[str | None] = mapped_column(sa.String(200))
     #: AES-GCM ciphertext bound to this row; read and set through ``landlord_phone``.
     landlord_phone_enc: Mapped[bytes | None] = mapped_column(sa.LargeBinary)

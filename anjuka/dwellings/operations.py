@@ -13,7 +13,7 @@ from anjuka.areas.operations import Policy, effective_policy
 from anjuka.audit import operations as audit
 from anjuka.core import signals
 from anjuka.core.db import db
-from anjuka.core.errors import InvalidInput
+from anjuka.core.errors import Conflict, InvalidInput
 from anjuka.core.security import Identity
 from anjuka.dwellings.models import PERSONAL_FIELDS, Dwelling, Estate
 
@@ -135,6 +135,19 @@ def _check_measures(values: dict) -> None:
         )
 
 
+def _check_address_code(code: str | None, dwelling_id: int | None = None) -> None:
+    """A standard address code (down to the room) names one dwelling."""
+    if not code:
+        return
+    holder = db.session.scalar(sa.select(Dwelling.id).where(Dwelling.address_code == code))
+    if holder is not None and holder != dwelling_id:
+        raise Conflict(
+            "Another dwelling has this standard address code.",
+            code="address_code_taken",
+            errors={"address_code": ["Taken by another dwelling."]},
+        )
+
+
 def create_dwelling(area: Area, estate: Estate | None, values: dict) -> Dwelling:
     """Register a rental dwelling on a standard address."""
     _check_measures(values)
@@ -144,6 +157,7 @@ def create_dwelling(area: Area, estate: Estate | None, values: dict) -> Dwelling
             errors={"area_code": ["Outside the estate's area."]},
         )
     values = dict(values)
+    _check_address_code(values.get("address_code"))
     phone = values.pop("landlord_phone", None)
     dwelling = Dwelling(area=area, estate=estate, **values)
     db.session.add(dwelling)

@@ -168,6 +168,8 @@ class CityGenerator:
         self._card_serial = 0
         self._phone_serial = 0
         self._capacities = array("H")
+        self._occupied = array("H")
+        self._passport_serial = 0
 
     # -- sizes -------------------------------------------------------------
 
@@ -375,10 +377,11 @@ class CityGenerator:
             rooms_written += rooms
         return codes, capacities
 
-    def _person(self) -> dict[str, object]:
+    def _person(self, *, adult: bool = False) -> dict[str, object]:
         rng = self.rng
         if rng.random() < 0.005:
-            number = f"{rng.choice('EGPK')}{rng.randrange(10**7, 10**8)}"
+            self._passport_serial += 1
+            number = f"{rng.choice('EGPK')}{10**7 + self._passport_serial * 7919 % (9 * 10**7)}"
             return {
                 "document_type": "passport",
                 "document_number": number,
@@ -389,7 +392,7 @@ class CityGenerator:
                 "origin": "境外",
             }
         region, origin = rng.choice(ORIGINS)
-        minor = rng.random() < 0.06
+        minor = not adult and rng.random() < 0.06
         if minor:
             birth = self.export_day - timedelta(days=rng.randrange(365 * 2, 365 * 17))
         else:
@@ -413,6 +416,7 @@ class CityGenerator:
         rng = self.rng
         codes, capacities = dwellings
         self._capacities = capacities
+        self._occupied = array("H", bytes(2 * len(capacities)))
         total_capacity = sum(capacities) or 1
         fill = min(0.95, self.target_residents / total_capacity)
         for index, address_code in enumerate(codes):
@@ -420,13 +424,13 @@ class CityGenerator:
             if capacity == 0:
                 continue
             counted = sum(1 for _ in range(capacity) if rng.random() < fill)
-            if (
-                capacity >= 8 and rng.random() < 0.05
-            ):  # a crowded split flat, as the patrol found it
+            crowded = capacity >= 8 and rng.random() < 0.05
+            if crowded:  # a crowded split flat, as the patrol found it: adults beyond the rule
                 counted = capacity + rng.randrange(1, 9)
                 self.manifest.over_capacity_as_found += 1
             for _ in range(counted):
-                self._one_resident(write, address_code, codes)
+                self._one_resident(write, address_code, codes, adult=crowded)
+            self._occupied[index] = min(counted, 65535)
         # Residents who left the city: departed residences only.
         for _ in range(int(self.target_residents * 0.3)):
             person = self._person()
@@ -436,10 +440,15 @@ class CityGenerator:
         self._inject_errors(write, codes)
 
     def _one_resident(
-        self, write: Callable[[str, dict[str, object]], None], address_code: str, codes: list[str]
+        self,
+        write: Callable[[str, dict[str, object]], None],
+        address_code: str,
+        codes: list[str],
+        *,
+        adult: bool = False,
     ) -> None:
         rng = self.rng
-        person = self._person()
+        person = self._person(adult=adult)
         arrived = self._day_within(3)
         if rng.random() < 0.35:  # moved here from another dwelling of the city
             before = arrived - timedelta(days=rng.randrange(60, 900))
@@ -531,10 +540,11 @@ class CityGenerator:
             self.manifest.rejects[reason] += 1
 
     def _rentable(self, codes: list[str]) -> str | None:
-        """A dwelling that may hold people (a valid home for an injected row)."""
-        for _ in range(50):
+        """A dwelling with a place free (a valid home for an injected row), taking the place."""
+        for _ in range(200):
             index = self.rng.randrange(len(codes))
-            if self._capacities[index] > 0:
+            if self._occupied[index] < self._capacities[index]:
+                self._occupied[index] += 1
                 return codes[index]
         return None
 

@@ -163,9 +163,9 @@ def test_a_card_is_issued_through_the_simulator_then_departure_and_return(
     new_page,
     shot,
     new_id_number,
-    cardsim,
+    cardsim,  # noqa: F811 (the fixture imported above)
     live_server,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     made = desk(usable=20, rooms=2)
     reader, token = create_reader("服务台一号", estate_id=made["estate"])

@@ -208,13 +208,14 @@ def test_a_card_is_issued_through_the_simulator_then_departure_and_return(
         release()
         card = db.session.scalar(sa.select(Card))
         assert (card.status, card.uid is not None) == ("active", True)
-        db.session.commit()
+        card_no, residence_id = card.card_no, card.residence_id
+        release()  # no read left open while the server writes (SQLite)
         # Departure with the card handed back: revoked at once, then erased on the reader.
-        page.click(f"a[href='/desk/residences/{card.residence_id}']")
+        page.click(f"a[href='/desk/residences/{residence_id}']")
         page.check("#card_returned")
         page.click("#departure button[type=submit]")
         page.wait_for_load_state()
-        assert page.url.endswith(f"/desk/cards/{card.card_no}")
+        assert page.url.endswith(f"/desk/cards/{card_no}")
         page.wait_for_selector("#card-status:has-text('已交回')", timeout=60000)
         assert "已擦除" in page.inner_text("#job")
         shot(page, "returned")

@@ -94,7 +94,7 @@
       });
     }
 
-    function check() {
+    function check(event) {
       var value = normalise(number.value);
       if (type.value !== "resident_id") {
         said.textContent = "";
@@ -117,8 +117,8 @@
       said.textContent = verdict.words;
       said.className = verdict.valid ? "hint good" : "hint bad";
       number.setAttribute("aria-invalid", verdict.valid || value.length < 18 ? "false" : "true");
-      if (verdict.valid) {
-        lookUp(value);
+      if (verdict.valid && event) {
+        lookUp(value); // as it is typed, not again when a page comes back with the number
       }
     }
 
@@ -130,7 +130,7 @@
         lookUp(value);
       }
     });
-    check();
+    check(null);
   }
 
   // A card job followed every second; the page is drawn again once the job is over.

@@ -241,3 +241,91 @@ def test_issue_a_card_and_record_the_departure_with_its_return(
     db.session.expire_all()
     assert db.session.get(Card, card.id).status == "revoked"
     assert db.session.get(CardJob, job.id).status == "cancelled"
+
+
+def test_a_lost_card_is_revoked_and_a_new_one_issued(
+    client, create_area, create_estate, create_dwelling, create_user, new_id_number, card_desk
+):
+    _estate, dwelling_id, manager = _desk(create_area, create_estate, create_dwelling, create_user)
+    desk = card_desk(manager["headers"], "D1")
+    token = _signed_in(client, manager)
+    client.post(f"/desk/dwellings/{dwelling_id}/arrivals", data=_arrival(token, new_id_number()))
+    residence = db.session.scalar(sa.select(Residence.id))
+    issued = desk.issue(residence)
+    # Without the form's token, or with a reason a desk may not give, nothing changes.
+    assert (
+        client.post(f"/desk/cards/{issued.card_no}/revoke", data={"reason": "lost"}).status_code
+        == 403
+    )
+    odd = client.post(
+        f"/desk/cards/{issued.card_no}/revoke", data={"csrf_token": token, "reason": "departed"}
+    )
+    assert odd.status_code == 422
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(Card.status)) == "active"
+    lost = client.post(
+        f"/desk/cards/{issued.card_no}/revoke", data={"csrf_token": token, "reason": "lost"}
+    )
+    assert lost.headers["Location"] == f"/desk/residences/{residence}"
+    page = client.get(f"/desk/residences/{residence}").get_data(as_text=True)
+    assert "已作废 (遗失)" in page
+    assert "签发安居e卡" in page
+    again = client.post(
+        f"/desk/residences/{residence}/card",
+        data={"csrf_token": token, "reader_id": desk.reader_id},
+    )
+    assert again.status_code == 302
+    db.session.expire_all()
+    statuses = db.session.execute(sa.select(Card.card_no, Card.status).order_by(Card.id)).all()
+    assert [s for _, s in statuses] == ["revoked", "pending"]
+    assert statuses[1][0] != issued.card_no
+
+
+def test_a_job_is_followed_only_within_the_scope(
+    client, create_area, create_estate, create_dwelling, create_user, new_id_number, card_desk
+):
+    _estate, dwelling_id, manager = _desk(create_area, create_estate, create_dwelling, create_user)
+    desk = card_desk(manager["headers"], "D1")
+    token = _signed_in(client, manager)
+    client.post(f"/desk/dwellings/{dwelling_id}/arrivals", data=_arrival(token, new_id_number()))
+    residence = db.session.scalar(sa.select(Residence.id))
+    client.post(
+        f"/desk/residences/{residence}/card",
+        data={"csrf_token": token, "reader_id": desk.reader_id},
+    )
+    job = db.session.scalar(sa.select(CardJob.id))
+    card_no = db.session.scalar(sa.select(Card.card_no))
+    assert client.get(f"/desk/jobs/{job}").json["sentence"].startswith("等待服务台读卡器")
+    other = create_user("manager", scopes=[f"estate:{create_estate('D1', 'Riverside')}"])
+    outsider = client.application.test_client()
+    _signed_in(outsider, other)
+    assert outsider.get(f"/desk/jobs/{job}").status_code == 404
+    assert outsider.get(f"/desk/cards/{card_no}").status_code == 404
+    # An officer has no desk.
+    officer = client.application.test_client()
+    _signed_in(officer, create_user("officer", scopes=["area:D1"]))
+    assert officer.get("/desk").status_code == 403
+
+
+def test_look_ups_from_the_desk_count_with_the_apis(
+    client, create_area, create_estate, create_dwelling, create_user, new_id_number
+):
+    _estate, dwelling_id, manager = _desk(create_area, create_estate, create_dwelling, create_user)
+    token = _signed_in(client, manager)
+    url = f"/desk/dwellings/{dwelling_id}/lookup"
+    for _ in range(29):
+        answer = client.post(
+            url,
+            data={"csrf_token": token, "document_number": new_id_number()},
+            headers={"Accept": "application/json"},
+        )
+        assert answer.status_code == 200
+    api = client.post(
+        "/api/v1/persons/lookup",
+        json={"document_type": "resident_id", "document_number": new_id_number()},
+        headers=manager["headers"],
+    )
+    assert api.status_code == 404  # the 30th: not found, and counted
+    refused = client.post(url, data={"csrf_token": token, "document_number": new_id_number()})
+    assert refused.status_code == 429
+    assert "按证件号码查询次数过多" in refused.get_data(as_text=True)

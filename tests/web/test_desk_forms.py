@@ -329,3 +329,75 @@ def test_look_ups_from_the_desk_count_with_the_apis(
     refused = client.post(url, data={"csrf_token": token, "document_number": new_id_number()})
     assert refused.status_code == 429
     assert "按证件号码查询次数过多" in refused.get_data(as_text=True)
+
+
+def test_a_failed_write_is_explained_and_tried_again(
+    client, create_area, create_estate, create_dwelling, create_user, new_id_number
+):
+    from anjuka.cards import jobs
+    from anjuka.cards.readers import create_reader
+
+    estate, dwelling_id, manager = _desk(create_area, create_estate, create_dwelling, create_user)
+    reader, _token = create_reader("服务台", estate_id=estate)
+    db.session.commit()
+    token = _signed_in(client, manager)
+    client.post(f"/desk/dwellings/{dwelling_id}/arrivals", data=_arrival(token, new_id_number()))
+    residence = db.session.scalar(sa.select(Residence.id))
+    client.post(
+        f"/desk/residences/{residence}/card", data={"csrf_token": token, "reader_id": reader.id}
+    )
+    job = db.session.scalar(sa.select(CardJob))
+    job.attempt = jobs.MAX_ATTEMPTS
+    jobs._fail_attempt(job, "The card left the reader during the write.")
+    db.session.commit()
+    card_no = db.session.scalar(sa.select(Card.card_no))
+    page = client.get(f"/desk/cards/{card_no}").get_data(as_text=True)
+    assert "读卡器尝试 5 次仍未完成" in page
+    assert "The card left the reader during the write." in page
+    assert f'action="/desk/cards/{card_no}/retry"' in page
+    retried = client.post(
+        f"/desk/cards/{card_no}/retry", data={"csrf_token": token, "reader_id": reader.id}
+    )
+    assert retried.headers["Location"] == f"/desk/cards/{card_no}"
+    db.session.expire_all()
+    assert [j.status for j in db.session.scalars(sa.select(CardJob).order_by(CardJob.id))] == [
+        "failed",
+        "queued",
+    ]
+    # Asking again while the new job runs is refused in words, adding no job.
+    again = client.post(
+        f"/desk/cards/{card_no}/retry", data={"csrf_token": token, "reader_id": reader.id}
+    )
+    assert again.status_code == 409
+    assert _count(CardJob) == 2
+
+
+def test_the_family_exception_is_offered_when_only_the_rooms_are_full(
+    client, create_area, create_estate, create_dwelling, create_user, new_id_number
+):
+    # 30 m² at 5 m² each allows 6; one room of 2 allows 2.
+    _estate, dwelling_id, manager = _desk(
+        create_area, create_estate, create_dwelling, create_user, usable=30, rooms=1
+    )
+    token = _signed_in(client, manager)
+    url = f"/desk/dwellings/{dwelling_id}/arrivals"
+    for _ in range(2):
+        assert client.post(url, data=_arrival(token, new_id_number())).status_code == 302
+    refused = client.post(url, data=_arrival(token, new_id_number(), name="王小红"))
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 409
+    assert '<details open id="family">' in html
+    first = db.session.scalar(sa.select(Residence.id).order_by(Residence.id))
+    child = client.post(
+        url,
+        data=_arrival(
+            token, new_id_number(), name="王小红", family_relation="child", family_of=str(first)
+        ),
+    )
+    assert child.status_code == 302
+    assert (
+        db.session.scalar(
+            sa.select(Residence.family_relation).where(Residence.family_of_id == first)
+        )
+        == "child"
+    )

@@ -613,7 +613,10 @@ def record_departure(residence_id: int) -> Response | tuple[str, int]:
     def depart() -> CardJob | None:
         reader = _reader_from_form(residence.dwelling) if returned else None
         locked = get_residence_or_404(residence_id, for_update=True)
-        residences.record_departure(identity, locked, _form_date("departed_on"), returned)
+        # False would claim a card from before this system: ours are known by their status.
+        residences.record_departure(
+            identity, locked, _form_date("departed_on"), True if returned else None
+        )
         if reader is None:
             return None
         card = db.session.scalar(

@@ -70,6 +70,10 @@ def test_a_manager_registers_arrivals_until_the_dwelling_is_full(
     sex = "男" if int(number[16]) % 2 else "女"
     assert page.inner_text("#id-check") == f"校验码正确：出生日期 1990-05-17，{sex}。"
     page.wait_for_selector("#lookup-result:has-text('新登记')")
+    # Full-width digits from a Chinese input method are read as the server reads them.
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in number)
+    page.fill("#document_number", full_width)
+    assert page.inner_text("#id-check").startswith("校验码正确")
     shot(page, "checked")
     page.fill("#name", "王小明")
     page.click("#register")

@@ -401,3 +401,33 @@ def test_the_family_exception_is_offered_when_only_the_rooms_are_full(
         )
         == "child"
     )
+
+
+def test_a_supervisor_may_register_beyond_capacity_with_a_reason_a_manager_may_not(
+    client, create_area, create_estate, create_dwelling, create_user, new_id_number
+):
+    _estate, dwelling_id, manager = _desk(
+        create_area, create_estate, create_dwelling, create_user, usable=5, rooms=1
+    )
+    token = _signed_in(client, manager)
+    url = f"/desk/dwellings/{dwelling_id}/arrivals"
+    assert client.post(url, data=_arrival(token, new_id_number())).status_code == 302
+    assert 'id="override_reason"' not in client.get(f"/desk/dwellings/{dwelling_id}").get_data(
+        as_text=True
+    )
+    tried = client.post(
+        url, data=_arrival(token, new_id_number(), override_reason="family emergency tonight")
+    )
+    assert tried.status_code == 403
+    assert _count(Residence) == 1
+    supervisor = client.application.test_client()
+    token = _signed_in(supervisor, create_user("supervisor", scopes=["area:D1"]))
+    assert 'id="override_reason"' in supervisor.get(f"/desk/dwellings/{dwelling_id}").get_data(
+        as_text=True
+    )
+    done = supervisor.post(
+        url, data=_arrival(token, new_id_number(), override_reason="family emergency tonight")
+    )
+    assert done.status_code == 302
+    page = supervisor.get(done.headers["Location"]).get_data(as_text=True)
+    assert "超员" in page  # 2 of 1: over capacity, in words beside the bar

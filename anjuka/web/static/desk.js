@@ -78,6 +78,9 @@
         credentials: "same-origin",
         headers: { Accept: "application/json" }
       }).then(function (response) {
+        if (response.status === 429) {
+          return { found: false, message: found.dataset.throttled };
+        }
         return response.json();
       }).then(function (known) {
         found.textContent = known.message || "";

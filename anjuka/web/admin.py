@@ -57,11 +57,12 @@ FAMILY_NAMES = {
     "signing": l_("Card signing"),
     "card_master": l_("Card master keys"),
 }
+#: The part's sections: (endpoint, label, the endpoints' prefix of its pages).
 SECTIONS = (
-    ("web.admin", l_("Areas")),
-    ("web.admin_users", l_("Users")),
-    ("web.admin_readers", l_("Desk readers")),
-    ("web.admin_keys", l_("Keys")),
+    ("web.admin", l_("Areas"), "web.admin_area"),
+    ("web.admin_users", l_("Users"), "web.admin_user"),
+    ("web.admin_readers", l_("Desk readers"), "web.admin_readers"),
+    ("web.admin_keys", l_("Keys"), "web.admin_keys"),
 )
 
 

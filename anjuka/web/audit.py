@@ -83,9 +83,9 @@ DOCUMENT_TYPE_NAMES = {
     "foreign_permanent_id": l_("Foreigner's permanent residence card"),
 }
 SECTIONS = (
-    ("web.audit_trail", l_("Trail")),
-    ("web.audit_verify", l_("Verification")),
-    ("web.audit_access_report", l_("Access report")),
+    ("web.audit_trail", l_("Trail"), "web.audit_trail"),
+    ("web.audit_verify", l_("Verification"), "web.audit_verify"),
+    ("web.audit_access_report", l_("Access report"), "web.audit_access_report"),
 )
 FILTERS = ("chain", "area_code", "actor", "action", "since", "until")
 

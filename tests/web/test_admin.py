@@ -345,3 +345,22 @@ def test_the_admin_pages_are_translated_and_accessible(
         assert wrong_language(page) == [], (url, wrong_language(page))
         assert serious_violations(page) == [], url
         shot(page, url.strip("/").replace("/", "-").replace("{", "").replace("}", ""))
+
+
+def test_the_section_of_the_page_is_marked_current(client, create_user, create_area):
+    create_area("A1")
+    admin = create_user("admin")
+    signed_in(client, admin)
+    current = re.compile(r'<a href="([^"]+)" aria-current="page">')
+    for url, section in (
+        ("/admin", "/admin"),
+        ("/admin/areas/A1", "/admin"),
+        ("/admin/users", "/admin/users"),
+        (f"/admin/users/{admin['id']}", "/admin/users"),
+        ("/admin/readers", "/admin/readers"),
+        ("/admin/keys", "/admin/keys"),
+        ("/audit/verify", "/audit/verify"),
+    ):
+        html = client.get(url).get_data(as_text=True)
+        main = html.split('<main id="main"')[1]
+        assert current.findall(main) == [section], url

@@ -17,7 +17,7 @@ from flask import request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as l_
 
-from anjuka.audit.models import AuditChainHead, AuditEvent
+from anjuka.audit.models import AuditEvent
 from anjuka.audit.operations import verify
 from anjuka.core.db import db
 from anjuka.core.privacy import mask_name
@@ -142,7 +142,6 @@ def audit_trail() -> tuple[str, int]:
         stmt = stmt.where(AuditEvent.id < int(before))
     events = [] if problems else list(db_scalars(stmt.limit(PAGE_SIZE + 1)))
     older = events[PAGE_SIZE - 1].id if len(events) > PAGE_SIZE else None
-    chains = db_scalars(sa.select(AuditChainHead.chain).order_by(AuditChainHead.chain))
     return _page(
         "web/audit/trail.html",
         status=422 if problems else 200,
@@ -150,7 +149,6 @@ def audit_trail() -> tuple[str, int]:
         chosen=chosen,
         problems=problems,
         older=older,
-        chains=list(chains),
         filtered=any(chosen.values()),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -219,3 +220,32 @@ def test_the_audit_pages_are_translated_and_accessible(
     assert wrong_language(page) == []
     assert serious_violations(page) == []
     shot(page, "report")
+
+
+def test_the_trail_pages_through_older_events_and_filters_by_chain_and_area(
+    client, create_user, create_area
+):
+    from anjuka.audit import operations as audit
+
+    create_area("B7")
+    for n in range(60):
+        audit.record(
+            "area.update", subject_type="area", subject_id="B7", area_code="B7", details={"n": n}
+        )
+    db.session.commit()
+    auditor = create_user("auditor")
+    signed_in(client, auditor)
+    first = client.get("/audit?chain=area:B7").get_data(as_text=True)
+    shown = [int(n) for n in re.findall(r'\{"n": (\d+)\}', first)]
+    assert shown == list(range(59, 9, -1))  # the newest 50
+    older = re.search(r'href="(/audit\?[^"]*before=[^"]*)"', first).group(1)
+    rest = client.get(older.replace("&amp;", "&")).get_data(as_text=True)
+    assert [int(n) for n in re.findall(r'\{"n": (\d+)\}', rest)] == list(range(9, -1, -1))
+    assert "before=" not in rest.split("</table>")[1]  # no page after the last
+    by_area = client.get("/audit?area_code=B7&action=area.create").get_data(as_text=True)
+    assert by_area.count("data-event=") == 1
+    elsewhere = client.get("/audit?area_code=Z9").get_data(as_text=True)
+    assert elsewhere.count("data-event=") == 0
+    bad_day = client.get("/audit?since=yesterday")
+    assert bad_day.status_code == 422
+    assert "请按“年-月-日”输入日期。" in bad_day.get_data(as_text=True)

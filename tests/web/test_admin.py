@@ -364,3 +364,23 @@ def test_the_section_of_the_page_is_marked_current(client, create_user, create_a
         html = client.get(url).get_data(as_text=True)
         main = html.split('<main id="main"')[1]
         assert current.findall(main) == [section], url
+
+
+def test_a_rotation_notes_when_the_new_key_was_made_active(tmp_path):
+    import json
+
+    from anjuka.core.keys import KeyRing, new_key_document, rotate, save_key_document
+
+    path = tmp_path / "keys.json"
+    document = new_key_document()
+    del document["encryption"]["activated"]  # a file from before the record
+    del document["signing"]["activated"]
+    save_key_document(path, document)
+    rotate(path, "encryption")
+    ring = KeyRing(path, json.loads(path.read_text()))
+    old, new = ring.key_ids("encryption")
+    assert (old.key_id, old.active, old.activated_at) == ("e1", False, None)
+    assert (new.key_id, new.active) == ("e2", True)
+    assert new.activated_at is not None
+    (signing,) = ring.key_ids("signing")
+    assert signing.activated_at is not None  # a signing key's own creation time

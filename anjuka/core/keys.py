@@ -48,15 +48,36 @@ def _new_signing_entry() -> dict:
     }
 
 
+#: The families that are rings of keys with one active id.
+FAMILIES = ("encryption", "blind_index", "signing", "card_master")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 def new_key_document() -> dict:
-    """A fresh set of keys, one of each family."""
+    """A fresh set of keys, one of each family, each noted as made active now."""
+    now = _now()
     return {
         "format": 1,
         "secret_key": secrets.token_hex(32),
-        "encryption": {"active": "e1", "keys": {"e1": _b64(secrets.token_bytes(32))}},
-        "blind_index": {"active": "b1", "keys": {"b1": _b64(secrets.token_bytes(32))}},
-        "signing": {"active": 1, "keys": {"1": _new_signing_entry()}},
-        "card_master": {"active": "m1", "keys": {"m1": _b64(secrets.token_bytes(32))}},
+        "encryption": {
+            "active": "e1",
+            "keys": {"e1": _b64(secrets.token_bytes(32))},
+            "activated": {"e1": now},
+        },
+        "blind_index": {
+            "active": "b1",
+            "keys": {"b1": _b64(secrets.token_bytes(32))},
+            "activated": {"b1": now},
+        },
+        "signing": {"active": 1, "keys": {"1": _new_signing_entry()}, "activated": {"1": now}},
+        "card_master": {
+            "active": "m1",
+            "keys": {"m1": _b64(secrets.token_bytes(32))},
+            "activated": {"m1": now},
+        },
         "webhook": _b64(secrets.token_bytes(32)),
     }
 
@@ -85,6 +106,17 @@ def save_key_document(path: Path, document: dict) -> None:
         json.dump(document, fh, indent=2)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """One key of a ring as an administrator may see it: its id and dates, never its bytes."""
+
+    family: str
+    key_id: str
+    active: bool
+    #: When rotation made it active (None: a keys file older than this record).
+    activated_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -133,6 +165,25 @@ class KeyRing:
             for kid, entry in self.document["signing"]["keys"].items()
         }
 
+    def key_ids(self, family: str) -> list[KeyInfo]:
+        """The ids of ``family``'s keys, oldest first, and when each was made active."""
+        ring = self.document[family]
+        activated = ring.get("activated", {})
+        out = []
+        for kid in ring["keys"]:
+            when = activated.get(str(kid))
+            if when is None and family == "signing":
+                when = ring["keys"][kid].get("created")  # a signing key is active once made
+            out.append(
+                KeyInfo(
+                    family,
+                    str(kid),
+                    str(kid) == str(ring["active"]),
+                    datetime.fromisoformat(when) if when else None,
+                )
+            )
+        return sorted(out, key=lambda k: (len(k.key_id), k.key_id))
+
     def signing_public_keys_raw(self) -> dict[int, bytes]:
         return {
             int(kid): _unb64(entry["public"])
@@ -161,6 +212,7 @@ def rotate(path: Path, family: str) -> str:
         new_id = f"{prefix}{max(int(k[1:]) for k in ring['keys']) + 1}"
         ring["keys"][new_id] = _b64(secrets.token_bytes(32))
         ring["active"] = new_id
+    ring.setdefault("activated", {})[new_id] = _now()
     save_key_document(path, document)
     return new_id
 

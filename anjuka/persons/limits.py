@@ -49,3 +49,12 @@ document_lookups = limiter.shared_limit(
     exempt_when=_not_by_document,
     on_breach=_lookups_refused,
 )
+
+#: The same allowance, for a page's form that names a document number.
+document_lookups_in_forms = limiter.shared_limit(
+    configured("lookup_limit"),
+    scope="document-lookup",
+    key_func=_caller_key,
+    exempt_when=lambda: not request.form.get("document_number"),
+    on_breach=_lookups_refused,
+)

@@ -48,6 +48,15 @@ def lookup_digest(document: ParsedDocument) -> str:
     return blind_index(_index_input(document), _LOOKUP_PURPOSE)
 
 
+def lookup_digests(document: ParsedDocument) -> list[str]:
+    """The searched document's keyed hash under every blind-index key in the ring.
+
+    Finds the look-ups of one document in the trail, those made before a
+    key rotation as well.
+    """
+    return blind_index_candidates(_index_input(document), _LOOKUP_PURPOSE)
+
+
 def record_document_lookup(
     identity: Identity, document: ParsedDocument, person_id: int | None, *, via: str
 ) -> None:

@@ -132,3 +132,20 @@ def untranslated(text: str) -> list[str]:
     """Words of three or more Latin letters (and no digit) left on a Chinese page."""
     words = re.findall(r"[A-Za-z][A-Za-z'’-]{2,}", text)
     return [w for w in words if w not in ALLOWED_LATIN]
+
+
+#: The page's words, leaving out data (``translate="no"``) and text marked as another language.
+_PAGE_WORDS = """() => {
+  const body = document.body.cloneNode(true);
+  body.querySelectorAll('[translate=no], [lang], script, style, template').forEach(e => e.remove());
+  return document.title + '\\n' + body.textContent;
+}"""
+
+
+def wrong_language(page: object) -> list[str]:
+    """What on the page as shown is not in its language: Latin words on a Chinese page,
+    Chinese characters on an English one."""
+    text = page.evaluate(_PAGE_WORDS)  # type: ignore[attr-defined]
+    if page.locator("html").get_attribute("lang") == "en":  # type: ignore[attr-defined]
+        return re.findall(r"[\u3400-\u9fff]+", text)
+    return untranslated(text)

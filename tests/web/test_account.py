@@ -67,7 +67,7 @@ def test_sign_in_out_and_the_sessions_limits(client, create_user, new_page, shot
     assert page.locator("[role=alert]").inner_text() == "用户名或密码错误。"
     shot(page, "wrong-password")
     sign_in(page, user)
-    assert page.url.endswith("/account/password")  # the auditor's home until it has pages
+    assert page.url.endswith("/audit")  # the auditor's home
     cookies = page.context.cookies()
     page.click("header form[action='/sign-out'] button")
     assert page.url.endswith("/sign-in")

@@ -12,8 +12,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-#: The drawing's width in SVG units (it scales to its box on the page).
+#: The drawing's width in SVG units (it scales to its box on the page): a wide
+#: chart's, and one for half the page, so that its text keeps its size.
 WIDTH = 640
+HALF_WIDTH = 440
+#: The size of a bar's label, in SVG units (the stylesheet's ``.chart-svg .label``).
+LABEL_SIZE = 13
 
 
 def nice_ticks(top: int, count: int = 4) -> list[int]:
@@ -28,9 +32,21 @@ def nice_ticks(top: int, count: int = 4) -> list[int]:
     return list(range(0, last + 1, step))
 
 
-def shorten(label: str, limit: int) -> str:
-    """``label`` cut to ``limit`` characters with an ellipsis (the table has it whole)."""
-    return label if len(label) <= limit else label[: limit - 1] + "…"
+def text_width(text: str) -> float:
+    """Roughly how wide ``text`` is, in ems: a Chinese character is one, a Latin letter half."""
+    return sum(1.0 if ord(c) > 0x2E80 else 0.6 for c in text)
+
+
+def shorten(label: str, ems: float) -> str:
+    """``label`` cut to about ``ems`` wide, with an ellipsis (the table has it whole)."""
+    if text_width(label) <= ems:
+        return label
+    kept = ""
+    for character in label:
+        if text_width(kept + character) > ems - 1:
+            break
+        kept += character
+    return kept + "…"
 
 
 @dataclass(frozen=True)
@@ -84,10 +100,11 @@ class HorizontalBars:
 
 
 def horizontal_bars(
-    rows: Sequence[Row], *, label_chars: int = 10, row_height: float = 34
+    rows: Sequence[Row], *, width: int = WIDTH, row_height: float = 34
 ) -> HorizontalBars:
     """Lay ``rows`` out: labels on the left, bars on one scale, room for the captions."""
-    left, right = 150.0, WIDTH - 110.0
+    left = 150.0 if width >= WIDTH else 120.0
+    right = width - (110.0 if width >= WIDTH else 40.0)
     top = max([r.value for r in rows] + [r.reference or 0 for r in rows] + [1])
     ticks = nice_ticks(top)
     scale = (right - left) / ticks[-1]
@@ -100,7 +117,7 @@ def horizontal_bars(
             PlacedRow(
                 row=row,
                 y=plot_top + index * row_height,
-                label=shorten(row.label, label_chars),
+                label=shorten(row.label, (left - 14) / LABEL_SIZE),
                 width=row.value * scale,
                 reference_width=reference,
                 over_from=over_from,
@@ -117,6 +134,7 @@ def horizontal_bars(
         bar_height=row_height * 0.64,
         plot_top=plot_top,
         plot_bottom=plot_bottom,
+        width=width,
     )
 
 
@@ -163,7 +181,7 @@ def paired_columns(pairs: Sequence[Pair], *, labels: int = 8) -> PairedColumns:
     ticks = nice_ticks(peak)
     scale = (bottom - top) / ticks[-1]
     slot = (right - left) / max(len(pairs), 1)
-    bar = max(min(slot * 0.36, 14.0), 1.0)
+    bar = max(min(slot * 0.4, 16.0), 1.0)
     every = max(1, math.ceil(len(pairs) / labels))
     placed = []
     for index, pair in enumerate(pairs):

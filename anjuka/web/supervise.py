@@ -38,7 +38,7 @@ from anjuka.dwellings.models import Dwelling
 from anjuka.dwellings.operations import capacity_of, occupancies
 from anjuka.dwellings.permissions import dwelling_filter
 from anjuka.residences.models import Residence
-from anjuka.stats.api import AreaFigures, areas_within, occupancy_report
+from anjuka.stats.api import AreaFigures, areas_below, areas_within, occupancy_report
 from anjuka.stats.models import DwellingFigure
 from anjuka.transfers import operations as transfer_operations
 from anjuka.transfers.api import get_transfer_or_404
@@ -420,7 +420,7 @@ def _trail(identity: Identity, area: Area | None) -> list[Area]:
     if area is None:
         return []
     scope = scope_of(identity)
-    codes = area.codes
+    codes = area.ancestor_codes
     found = {
         a.code: a for a in db.session.scalars(sa.select(Area).where(Area.code.in_(codes))).all()
     }
@@ -451,6 +451,9 @@ def dashboard() -> tuple[str, int]:
     identity = require_identity()
     code = request.args.get("area") or None
     area = get_area_or_404(code) if code else None
+    tops = areas_below(identity, None)
+    if area is None and len(tops) == 1:
+        area, code = tops[0], tops[0].code  # one district: start inside it
     days = _window()
     end = local_today()
     report = occupancy_report(identity, area, end - timedelta(days=days - 1), end, "day")
@@ -501,6 +504,7 @@ def dashboard() -> tuple[str, int]:
         "web/supervise/dashboard.html",
         area=area,
         trail=_trail(identity, area),
+        several_tops=len(tops) > 1,
         days=days,
         windows=WINDOWS,
         report=report,
@@ -512,8 +516,8 @@ def dashboard() -> tuple[str, int]:
         arrivals=sum(p.arrivals for p in report.series),
         departures=sum(p.departures for p in report.series),
         occupancy_chart=charts.horizontal_bars(occupancy_rows),
-        over_chart=charts.horizontal_bars(over_rows),
-        kind_chart=charts.horizontal_bars(kind_rows, label_chars=9),
+        over_chart=charts.horizontal_bars(over_rows, width=charts.HALF_WIDTH),
+        kind_chart=charts.horizontal_bars(kind_rows, width=charts.HALF_WIDTH),
         day_chart=charts.paired_columns(day_pairs),
         here=here,
     )

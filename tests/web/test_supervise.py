@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 import time_machine
-from conftest import release
+from conftest import release, serious_violations, sign_in, untranslated
 
 from anjuka.alerts.models import Alert
 from anjuka.audit.models import AuditEvent
@@ -44,7 +44,7 @@ def _alert(kind: str, area_code: str) -> Alert:
 
 
 @pytest.fixture
-def city(create_area, create_dwelling, create_user, arrive):
+def city(create_area, create_dwelling, create_user, arrive, new_id_number):
     """A city of two districts, a supervisor each, dwellings with residents and alerts.
 
     In 海曙区 (D1): a dwelling beyond capacity by a supervisor's override
@@ -67,6 +67,7 @@ def city(create_area, create_dwelling, create_user, arrive):
     crowded = create_dwelling("S1", usable=10, rooms=1, address="鼓楼街1号101室")
     roomy = create_dwelling("S2", usable=20, rooms=2, address="南门路8号")
     other = create_dwelling("S3", usable=10, rooms=1, address="江北路3号")
+    spare = create_dwelling("S3", usable=20, rooms=2, address="江北路5号")
     first = create_user("supervisor", ["area:D1"])
     second = create_user("supervisor", ["area:D2"])
     ten_days_ago = local_today() - timedelta(days=10)
@@ -75,7 +76,14 @@ def city(create_area, create_dwelling, create_user, arrive):
     assert (
         arrive(first["headers"], crowded, name="王五", override_reason=OVERRIDE).status_code == 201
     )
-    late = arrive(first["headers"], roomy, name="赵六", arrived_on=ten_days_ago.isoformat())
+    late_number = new_id_number()
+    late = arrive(
+        first["headers"],
+        roomy,
+        name="赵六",
+        number=late_number,
+        arrived_on=ten_days_ago.isoformat(),
+    )
     assert late.status_code == 201
     for name in ("钱七", "孙八"):
         assert arrive(second["headers"], other, name=name).status_code == 201
@@ -86,8 +94,9 @@ def city(create_area, create_dwelling, create_user, arrive):
     return {
         "first": first,
         "second": second,
-        "dwellings": {"crowded": crowded, "roomy": roomy, "other": other},
+        "dwellings": {"crowded": crowded, "roomy": roomy, "other": other, "spare": spare},
         "late_day": ten_days_ago,
+        "late_number": late_number,
     }
 
 
@@ -256,4 +265,156 @@ def test_transfer_forms_need_csrf_stay_in_scope_and_wait_for_the_deadline(
             "supervisor",
             "原登记点长期无人处理",
         )
+        release()
+
+
+# -- in the browser -------------------------------------------------------------------------
+
+
+def test_a_supervisor_acknowledges_an_alert_and_resolves_one_with_a_note(city, new_page, shot):
+    crowded, late = _alert("over_occupancy", "S1").id, _alert("late_registration", "S2").id
+    release()
+    page = new_page()
+    sign_in(page, city["first"])
+    assert page.url.endswith("/alerts")  # a supervisor's home
+    rows = page.locator("table.alerts tbody tr")
+    assert rows.count() == 2
+    assert "江北路3号" not in page.inner_text("main")  # the other district's
+    shot(page, "inbox")
+    page.click(f"#alert-{crowded} form button")
+    assert page.locator("[role=status]").first.inner_text() == "预警已确认。"
+    assert page.locator(f"#alert-{crowded} .badge.st-acknowledged").inner_text() == "已确认"
+    page.click(f"#alert-{late} a.button")
+    assert f"/alerts/{late}" in page.url
+    page.click("#resolve button[type=submit]")  # no note: the browser asks for one
+    assert page.url.split("#")[0].endswith(f"/alerts/{late}?back=/alerts")
+    page.fill("#resolve-note", "已核实：到达后第四天登记，已提醒物业按时登记")
+    shot(page, "resolving")
+    page.click("#resolve button[type=submit]")
+    assert page.locator("[role=status]").first.inner_text() == "预警已处理完毕。"
+    assert "已提醒物业按时登记" in page.inner_text("dl.facts")
+    shot(page, "resolved")
+    page.click("text=← 返回预警列表")
+    assert page.locator("table.alerts tbody tr").count() == 1  # the resolved one left the inbox
+    page.select_option("#f-status", "resolved")
+    page.click("form.filters button[type=submit]")
+    assert page.locator("table.alerts tbody tr").count() == 1
+    assert page.locator(f"#alert-{late}").count() == 1
+    db.session.expire_all()
+    assert (db.session.get(Alert, crowded).status, db.session.get(Alert, late).status) == (
+        "acknowledged",
+        "resolved",
+    )
+    release()
+
+
+def test_a_supervisor_follows_each_chart_to_the_list_behind_it(city, new_page, shot):
+    release()
+    page = new_page()
+    sign_in(page, city["first"])
+    page.goto("/dashboard")
+    shot(page, "dashboard")
+    # An area's bar: that area's dwellings.
+    page.click("svg.capacity a[href='/dashboard/dwellings?area=S1']")
+    assert page.url.endswith("/dashboard/dwellings?area=S1")
+    listed = page.inner_text("table.dwellings")
+    assert "鼓楼街1号101室" in listed
+    assert "3 / 2 人" in listed
+    assert "南门路8号" not in listed
+    shot(page, "dwellings")
+    # The over-capacity bar of the area: only the dwellings over capacity.
+    page.go_back()
+    page.click("svg.over a[href='/dashboard/dwellings?area=S2&over=1']")
+    assert "这里没有超员的房屋" in page.inner_text("main")
+    page.go_back()
+    page.click("svg.over a[href='/dashboard/dwellings?area=S1&over=1']")
+    assert page.locator("table.dwellings tbody tr").count() == 1
+    # A kind of alert: the inbox filtered by that kind.
+    page.goto("/dashboard")
+    page.click("svg.alerts a[href*='kind=late_registration']")
+    assert page.locator("#f-kind").input_value() == "late_registration"
+    rows = page.locator("table.alerts tbody tr")
+    assert rows.count() == 1
+    assert "南门路8号" in rows.inner_text()
+    # A day's columns: that day's arrivals, names and numbers masked.
+    page.goto("/dashboard")
+    day = city["late_day"].isoformat()
+    page.click(f"svg.columns a[href='/dashboard/days/{day}?area=D1']")
+    assert page.url.endswith(f"/dashboard/days/{day}?area=D1")
+    arrivals = page.inner_text("#arrivals")
+    assert "赵*" in arrivals
+    assert "南门路8号" in arrivals
+    assert "赵六" not in page.content()
+    shot(page, "day")
+    # An area's name in the table opens its own dashboard, one level down.
+    page.goto("/dashboard")
+    page.click("table.figures a:text('鼓楼派出所')")
+    assert page.url.endswith("/dashboard?area=S1&days=30")
+    assert page.locator(".trail a[aria-current=page]").inner_text() == "鼓楼派出所"
+
+
+def test_a_supervisor_of_one_district_sees_nothing_of_another_by_url(city, new_page, shot):
+    theirs = _alert("over_occupancy", "S1").id
+    release()
+    page = new_page()
+    sign_in(page, city["second"])
+    response = page.goto(f"/alerts/{theirs}")
+    assert response.status == 404
+    assert "您的辖区内没有这条预警。" in page.inner_text("main")
+    shot(page, "other-alert")
+    assert page.goto("/alerts?area=D1").status == 404
+    assert page.goto("/dashboard/dwellings?area=S1&over=1").status == 404
+    page.goto("/alerts")
+    assert page.locator("table.alerts tbody tr").count() == 1
+    assert "江北路3号" in page.inner_text("table.alerts")
+    area_choices = page.locator("#f-area option").all_inner_texts()
+    assert not any("海曙区" in choice or "鼓楼" in choice for choice in area_choices)
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+def test_every_supervisor_page_is_translated_and_has_no_serious_accessibility_fault(
+    client, city, new_page, shot, locale
+):
+    crowded = _alert("over_occupancy", "S1").id
+    late = _alert("late_registration", "S2").id
+    moving = _request_transfer(
+        client, city["second"], city["dwellings"]["spare"], city["late_number"]
+    )
+    assert moving.status_code == 201, moving.json
+    day = city["late_day"].isoformat()
+    release()
+    walks = {
+        "first": [
+            ("inbox", "/alerts"),
+            ("inbox-filtered", "/alerts?kind=over_occupancy&status=all&severity=warning&area=S1"),
+            ("alert", f"/alerts/{crowded}"),
+            ("alert-late", f"/alerts/{late}"),
+            ("dashboard", "/dashboard"),
+            ("dashboard-area", "/dashboard?area=S1&days=7"),
+            ("dwellings", "/dashboard/dwellings?area=D1"),
+            ("over-none", "/dashboard/dwellings?area=S2&over=1"),
+            ("day", f"/dashboard/days/{day}?area=D1"),
+            ("transfers-outgoing", "/transfers"),
+        ],
+        "second": [("transfers-incoming", "/transfers"), ("empty", "/alerts?kind=bulk_lookup")],
+    }
+    # Past the old desk's deadline, so the new side's page offers to complete the move.
+    with time_machine.travel(utcnow() + timedelta(days=8), tick=True):
+        for who, urls in walks.items():
+            page = new_page(locale=locale)
+            sign_in(page, city[who])
+            for name, url in urls:
+                response = page.goto(url)
+                assert response.status == 200, url
+                lang = page.locator("html").get_attribute("lang")
+                assert lang == ("zh-CN" if locale == "zh-CN" else "en")
+                if locale == "zh-CN":
+                    text = page.title() + "\n" + page.inner_text("body")
+                    text = text.replace(city[who]["username"], "")
+                    assert untranslated(text) == [], (url, untranslated(text))
+                assert serious_violations(page) == [], url
+                shot(page, f"{who}-{name}")
+            if who == "second":
+                assert page.goto("/transfers").ok
+                assert page.locator("form.complete textarea").count() == 1
         release()

@@ -100,10 +100,14 @@ class HorizontalBars:
 
 
 def horizontal_bars(
-    rows: Sequence[Row], *, width: int = WIDTH, row_height: float = 34
+    rows: Sequence[Row],
+    *,
+    width: int = WIDTH,
+    label_width: float | None = None,
+    row_height: float = 34,
 ) -> HorizontalBars:
     """Lay ``rows`` out: labels on the left, bars on one scale, room for the captions."""
-    left = 150.0 if width >= WIDTH else 120.0
+    left = label_width or (150.0 if width >= WIDTH else 120.0)
     right = width - (110.0 if width >= WIDTH else 40.0)
     top = max([r.value for r in rows] + [r.reference or 0 for r in rows] + [1])
     ticks = nice_ticks(top)

@@ -517,7 +517,7 @@ def dashboard() -> tuple[str, int]:
         departures=sum(p.departures for p in report.series),
         occupancy_chart=charts.horizontal_bars(occupancy_rows),
         over_chart=charts.horizontal_bars(over_rows, width=charts.HALF_WIDTH),
-        kind_chart=charts.horizontal_bars(kind_rows, width=charts.HALF_WIDTH),
+        kind_chart=charts.horizontal_bars(kind_rows, width=charts.HALF_WIDTH, label_width=170),
         day_chart=charts.paired_columns(day_pairs),
         here=here,
     )

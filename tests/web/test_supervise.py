@@ -268,6 +268,47 @@ def test_transfer_forms_need_csrf_stay_in_scope_and_wait_for_the_deadline(
         release()
 
 
+def test_the_requesting_desk_withdraws_its_transfer_and_only_it(
+    client, create_area, create_dwelling, create_estate, create_user, arrive, new_id_number
+):
+    create_area("C", name="宁波市", min_area_per_person_m2=5, registration_deadline_days=3)
+    create_area("D1", "C", name="海曙区")
+    create_area("D2", "C", name="江北区")
+    old = create_dwelling("D1", address="鼓楼街2号")
+    estate = create_estate("D2", "江北小区")
+    new = create_dwelling("D2", address="江北路9号", estate_id=estate)
+    old_side = create_user("supervisor", ["area:D1"])
+    desk = create_user("manager", [f"estate:{estate}"])
+    number = new_id_number()
+    assert arrive(old_side["headers"], old, number=number, name="吴十").status_code == 201
+    transfer_id = _request_transfer(client, desk, new, number).json["id"]
+    db.session.commit()
+    url = f"/transfers/{transfer_id}/cancel"
+
+    old_client = client.application.test_client()
+    old_token = _sign_in_client(old_client, old_side)
+    assert old_client.post(url, data={"csrf_token": old_token}).status_code == 404
+    token = _sign_in_client(client, desk)
+    page = client.get("/transfers").get_data(as_text=True)
+    assert "撤回申请" in page
+    assert "完成迁入" not in page  # a desk never completes one
+    assert client.post(url).status_code == 403
+    assert (
+        client.post(f"/transfers/{transfer_id}/complete", data={"csrf_token": token}).status_code
+        == 403
+    )
+    db.session.expire_all()
+    assert db.session.get(Transfer, transfer_id).status == "requested"
+    done = client.post(url, data={"csrf_token": token})
+    assert (done.status_code, done.headers["Location"]) == (302, "/transfers")
+    assert "申请已撤回" in client.get("/transfers").get_data(as_text=True)
+    again = client.post(url, data={"csrf_token": token})
+    assert again.status_code == 409
+    assert "该迁移申请已不再等待处理。" in again.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Transfer, transfer_id).status == "cancelled"
+
+
 # -- in the browser -------------------------------------------------------------------------
 
 

@@ -371,7 +371,7 @@ def _after_alert(alert: Alert, message: str) -> Response:
     target = safe_next(request.form.get("next")) or url_for("web.alert", alert_id=alert.id)
     if back and target.startswith(url_for("web.alert", alert_id=alert.id)):
         target = url_for("web.alert", alert_id=alert.id, back=back)
-    return redirect(target)  # type: ignore[return-value]
+    return redirect(target)
 
 
 @blp.route("/alerts/<int:alert_id>/acknowledge", methods=["POST"])
@@ -461,7 +461,7 @@ def dashboard() -> tuple[str, int]:
     by_area = list(report.areas)
     if not by_area and area is not None:
         by_area = [AreaFigures(area, now)]  # a community has no areas below: itself
-    here = {"area": code} if code else {}
+    here: dict[str, Any] = {"area": code} if code else {}
     occupancy_rows = [
         charts.Row(
             label=a.area.name,
@@ -720,7 +720,7 @@ def complete_transfer(transfer_id: int) -> Response | tuple[str, int]:
             message = _("Give the reason in a few words.")
         return _refused_transfer(transfer, message, tried.refusal.status)
     flash(_("The move is completed: the new residence has begun."), "good")
-    return redirect(url_for("web.transfers"))  # type: ignore[return-value]
+    return redirect(url_for("web.transfers"))
 
 
 @blp.route("/transfers/<int:transfer_id>/cancel", methods=["POST"])
@@ -738,7 +738,7 @@ def cancel_transfer(transfer_id: int) -> Response | tuple[str, int]:
     if tried.refusal is not None:
         return _refused_transfer(transfer, tried.message or "", tried.refusal.status)
     flash(_("The request is withdrawn."), "good")
-    return redirect(url_for("web.transfers"))  # type: ignore[return-value]
+    return redirect(url_for("web.transfers"))
 
 
 def _refused_transfer(transfer: Transfer, message: str, status: int) -> tuple[str, int]:

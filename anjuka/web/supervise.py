@@ -183,18 +183,24 @@ def _area_choices(identity: Identity, selected: Area | None) -> list[tuple[Area,
         tops = db.session.scalars(sa.select(Area.path).where(Area.parent_id.is_(None))).all()
     else:
         tops = list(scope.area_paths)
-    clauses = [Area.path.startswith(top, autoescape=True) for top in tops]
+    # A city has thousands of communities: offer the levels near the top, by the path's depth.
+    slashes = sa.func.length(Area.path) - sa.func.length(sa.func.replace(Area.path, "/", ""))
+    clauses = [
+        sa.and_(
+            Area.path.startswith(top, autoescape=True),
+            slashes <= top.count("/") + AREA_CHOICE_DEPTH,
+        )
+        for top in tops
+    ]
     if not clauses:
         return []
     found = db.session.scalars(sa.select(Area).where(sa.or_(*clauses)).order_by(Area.path)).all()
     choices = []
     for area in found:
         top = max((t for t in tops if area.path.startswith(t)), key=len)
-        depth = area.path.count("/") - top.count("/")
-        if depth <= AREA_CHOICE_DEPTH or (selected is not None and area.id == selected.id):
-            choices.append((area, depth))
+        choices.append((area, area.path.count("/") - top.count("/")))
     if selected is not None and all(a.id != selected.id for a, _ in choices):
-        choices.insert(0, (selected, 0))  # an area above the caller's own, asked for by name
+        choices.insert(0, (selected, 0))  # deeper down, or above the caller's own
     return choices
 
 

@@ -459,3 +459,14 @@ def test_every_supervisor_page_is_translated_and_has_no_serious_accessibility_fa
                 assert page.goto("/transfers").ok
                 assert page.locator("form.complete textarea").count() == 1
         release()
+
+
+def test_the_area_filter_offers_two_levels_below_the_callers_own(client, city, create_area):
+    create_area("Q1", "S1", name="鼓楼社区")
+    create_area("G1", "Q1", name="鼓楼一组")
+    _sign_in_client(client, city["first"])
+    page = client.get("/alerts").get_data(as_text=True)
+    offered = re.findall(r'<option value="([A-Z0-9]+)"', page)
+    assert offered == ["D1", "S1", "Q1", "S2"]  # in tree order, not G1 three levels down
+    deeper = client.get("/alerts?area=G1").get_data(as_text=True)
+    assert re.search(r'<option value="G1" selected>', deeper)

@@ -39,7 +39,7 @@ class Occupancy:
     areas: list[AreaFigures]
 
 
-def _in_scope(identity: Identity, area: Area | None) -> sa.Select:
+def areas_within(identity: Identity, area: Area | None) -> sa.Select:
     """The ids of the areas under ``area`` (or everywhere) that the caller's scope reaches."""
     scope = scope_of(identity)
     clauses = []
@@ -50,7 +50,7 @@ def _in_scope(identity: Identity, area: Area | None) -> sa.Select:
     return sa.select(Area.id).where(*clauses)
 
 
-def _breakdown(identity: Identity, area: Area | None) -> list[Area]:
+def areas_below(identity: Identity, area: Area | None) -> list[Area]:
     """The areas one level below ``area`` (or the caller's top areas) that the scope reaches."""
     scope = scope_of(identity)
     if area is not None:
@@ -97,16 +97,25 @@ def occupancy(query: dict):
             f"At most {MAX_PERIODS} days at a time; ask for weeks or months.",
             errors={"from": ["Too far back for days."]},
         )
-    interval = query["interval"]
+    return occupancy_report(identity, area, start, end, query["interval"])
+
+
+def occupancy_report(
+    identity: Identity, area: Area | None, start: date, end: date, interval: str
+) -> Occupancy:
+    """The figures of ``area`` (or all the caller's areas) and of each area one level below.
+
+    What ``GET /stats/occupancy`` answers, for the pages to draw from too.
+    """
     areas = [
-        AreaFigures(child, series(_in_scope(identity, child), end, end, "day")[0])
-        for child in _breakdown(identity, area)
+        AreaFigures(child, series(areas_within(identity, child), end, end, "day")[0])
+        for child in areas_below(identity, area)
     ]
     return Occupancy(
         area_code=area.code if area is not None else None,
         interval=interval,
         start=start,
         end=end,
-        series=series(_in_scope(identity, area), start, end, interval),
+        series=series(areas_within(identity, area), start, end, interval),
         areas=areas,
     )

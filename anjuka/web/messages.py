@@ -17,6 +17,7 @@ from anjuka.core.errors import AppError
 #: One sentence per code; ``%(name)s`` placeholders come from the refusal's details.
 SENTENCES = {
     "account_disabled": l_("This account is disabled. Ask an administrator."),
+    "alert_acknowledged": l_("This alert has already been acknowledged."),
     "alert_not_found": l_("There is no such alert in your areas."),
     "alert_resolved": l_("This alert has already been resolved."),
     "already_departed": l_("This residence has already ended."),

@@ -131,7 +131,7 @@ def test_changing_ones_own_password(client, create_user, new_page, shot):
     shot(page, "changed")
     again = new_page()
     sign_in(again, {**user, "password": "a new long password"})
-    assert again.url.endswith("/account/password")
+    assert again.url.endswith("/alerts")  # signed in: at the supervisor's home, the alerts
 
 
 @pytest.mark.parametrize("locale", ["zh-CN", "en"])

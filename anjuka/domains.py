@@ -72,6 +72,7 @@ def register_domains(app: Flask) -> None:
     # The pages, last: they call every domain above.
     from anjuka.web import account, admin, audit, desk, pages, supervise
 
-    del account, admin, audit, desk, supervise  # their routes register on the pages' blueprint when imported
+    # Their routes register on the pages' blueprint when imported.
+    del account, admin, audit, desk, supervise
     pages.init_app(app)
     app.register_blueprint(pages.blp)

@@ -295,7 +295,7 @@ def test_readers_and_keys_show_ids_and_dates_never_key_material(
     for entry in document["signing"]["keys"].values():
         assert entry["private"] not in keys
         assert entry["public"] not in keys
-    assert "启用中" in keys
+    assert "使用中" in keys
 
 
 @pytest.mark.parametrize("url", [*ADMIN_PAGES, "/audit", "/audit/verify", "/audit/access-report"])

@@ -70,8 +70,8 @@ def register_domains(app: Flask) -> None:
     del import_models  # imported for its tables
 
     # The pages, last: they call every domain above.
-    from anjuka.web import account, pages
+    from anjuka.web import account, pages, patrol
 
-    del account  # its routes register on the pages' blueprint when imported
+    del account, patrol  # their routes register on the pages' blueprint when imported
     pages.init_app(app)
     app.register_blueprint(pages.blp)

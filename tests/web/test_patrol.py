@@ -85,6 +85,16 @@ def test_an_officer_checks_cards_online_then_offline_and_the_queue_uploads(beat,
     assert page.url.endswith("/patrol/")
     ready(page)
     assert page.get_attribute("#bundle-state", "data-state") == "fresh"
+    # Installable: Chromium finds nothing missing (manifest, icon, service worker);
+    # only that a test's browser context is a private one, where nothing installs.
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    cdp = page.context.new_cdp_session(page)
+    errors = cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]
+    assert [e["errorId"] for e in errors] == ["in-incognito"]
+    manifest = cdp.send("Page.getAppManifest")
+    assert manifest["errors"] == []
+    assert '"scope":"/patrol/"' in manifest["data"].replace(" ", "")
+    cdp.detach()
 
     # Online: the registry answers, in colour and in words, and records the inspection.
     check_card_no(page, beat["valid"].card_no)
@@ -152,12 +162,19 @@ def test_an_officer_checks_cards_online_then_offline_and_the_queue_uploads(beat,
     ]
     assert all(i.officer_id == beat["officer"]["id"] for i in recorded)
     assert all(i.client_id.startswith("web-") for i in recorded)
-    assert "4" in page.inner_text("#queue-state")
+    assert "已上传 4 条离线查验记录" in page.inner_text("#queue-state")
+    page.wait_for_function("document.querySelectorAll('ol.recent li').length === 6")
+    assert page.locator("ol.recent li[data-result=forged]").count() == 1
     shot(page, "uploaded")
     page.reload()
     ready(page)
-    assert page.locator("ol.recent li").count() == 6
     assert len(inspections()) == 6  # a second upload sends nothing again
+
+    # Signing out forgets the page kept for offline use.
+    assert page.evaluate("caches.has('anjuka-patrol-v1')")
+    page.click("header form[action='/sign-out'] button")
+    page.wait_for_url(re.compile(r"/sign-in$"))
+    assert not page.evaluate("caches.has('anjuka-patrol-v1')")
 
 
 def test_an_expired_bundle_is_refused_offline(beat, new_page, shot):

@@ -38,6 +38,7 @@
   const MAX_UID_SIZE = 32;
   const MAX_DAYS = 2932896; // 9999-12-31, the last day a record's date can name
   const RETRYABLE = [401, 403, 408, 429];
+  const PAGE_CACHE = "anjuka-patrol-v1"; // sw.js's cache
 
   const $ = (id) => document.getElementById(id);
   const fill = (text, values) =>
@@ -504,6 +505,20 @@
       uploading = false;
     }
     await showQueue({ sent: sent, refused: refused, signIn: signIn });
+    if (sent) await refreshRecent();
+  }
+
+  /* The list of recent inspections, again from the registry (now with the uploaded ones). */
+  async function refreshRecent() {
+    try {
+      const response = await fetch(root.dataset.scope, { credentials: "same-origin" });
+      if (!response.ok || response.redirected) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      const list = fresh.getElementById("recent");
+      if (list) $("recent").replaceWith(document.adoptNode(list));
+    } catch (error) {
+      // The list stays as it was; the next visit shows it.
+    }
   }
 
   async function showQueue(report) {
@@ -576,6 +591,19 @@
     await upload();
   });
   $("fetch-bundle").addEventListener("click", refreshBundle);
+  // Signing out forgets the page kept for offline use (it names the officer and
+  // their inspections); the queue stays, under its officer, for their next sign-in.
+  document.querySelectorAll('form[action$="/sign-out"]').forEach((signOut) =>
+    signOut.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        await caches.delete(PAGE_CACHE);
+      } catch (error) {
+        // Nothing kept, or no cache here: sign out all the same.
+      }
+      HTMLFormElement.prototype.submit.call(signOut);
+    })
+  );
   $("upload-queue").addEventListener("click", upload);
 
   showKind();

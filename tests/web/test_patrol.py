@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import timedelta
 from types import SimpleNamespace
@@ -399,3 +400,50 @@ def test_the_app_shell_is_served_for_the_patrol_scope(client):
     assert manifest.json["display"] == "standalone"
     # The page itself is behind sign-in.
     assert client.get("/patrol/").status_code == 302
+
+
+def test_id_number_checks_draw_on_the_api_look_up_limit(app, client, beat, new_id_number):
+    token = signed_in(client, beat["officer"])
+    limited = dataclasses.replace(app.extensions["anjuka_config"], lookup_limit="2 per minute")
+
+    def by_document() -> int:
+        return client.post(
+            "/patrol/verify",
+            data={"kind": "document", "document_number": new_id_number(), "csrf_token": token},
+        ).status_code
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(app.extensions, "anjuka_config", limited)
+        assert by_document() == 303
+        by_card = client.post(
+            "/patrol/verify",
+            data={"kind": "card_no", "card_no": beat["valid"].card_no, "csrf_token": token},
+        )
+        assert by_card.status_code == 303  # a card check is no look-up
+        api = client.post(
+            "/api/v1/verifications",
+            json={"document_number": new_id_number()},
+            headers=beat["officer"]["headers"],
+        )
+        assert api.status_code == 201
+        refused = client.post(
+            "/patrol/verify",
+            data={"kind": "document", "document_number": new_id_number(), "csrf_token": token},
+        )
+        assert refused.status_code == 429
+        assert "按证件号码查询次数过多" in refused.get_data(as_text=True)
+    assert [i.input_kind for i in inspections()] == ["document", "card_no", "document"]
+
+
+@pytest.mark.parametrize("role", ["supervisor", "admin"])
+def test_supervisors_and_admins_patrol_too(client, beat, create_user, role):
+    user = create_user(role, ["area:P"] if role == "supervisor" else [])
+    token = signed_in(client, user)
+    done = client.post(
+        "/patrol/verify",
+        data={"kind": "card_no", "card_no": beat["revoked"].card_no, "csrf_token": token},
+    )
+    assert done.status_code == 303
+    page = client.get(done.headers["Location"]).get_data(as_text=True)
+    assert 'data-result="revoked"' in page
+    assert "李*" in page  # in their scope: the masked name, as the API shows it

@@ -341,7 +341,7 @@ def patrol_verify() -> Response | tuple[str, int]:
         status = tried.refusal.status if tried.refusal is not None else 500
         return _page(status=status, form=form, kind=kind, error=tried.message)
     target = url_for("web.patrol_inspection", inspection_id=tried.result.id)
-    return redirect(target, code=303)  # type: ignore[return-value]
+    return redirect(target, code=303)
 
 
 @blp.route("/patrol/inspections/<int:inspection_id>", methods=["GET"])

@@ -221,6 +221,7 @@ def _offline_words() -> str:
         "sign_in_to_upload": _("Sign in again to upload the inspections made offline."),
         "online": _("Online: checks go to the registry."),
         "offline": _("Offline: checks use the bundle on this phone."),
+        "unreachable": _("The registry cannot be reached: checks use the bundle on this phone."),
         "invalid_card_no": _("This is not a valid card number (check the last character)."),
         "no_document_offline": _("ID numbers can only be checked online."),
         "bad_hex": _("The UID and the record are hexadecimal bytes."),

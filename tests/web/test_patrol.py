@@ -178,6 +178,30 @@ def test_an_officer_checks_cards_online_then_offline_and_the_queue_uploads(beat,
     assert not page.evaluate("caches.has('anjuka-patrol-v1')")
 
 
+def test_a_network_that_reaches_nothing_is_answered_from_the_bundle(beat, new_page, shot):
+    page = new_page(viewport=PHONE)
+    sign_in(page, beat["officer"])
+    ready(page)
+    # The phone says it is online, but the registry cannot be reached.
+    page.route("**/patrol/verify", lambda route: route.abort("internetdisconnected"))
+    check_card_no(page, beat["revoked"].card_no)
+    page.wait_for_selector("#offline-result[data-result=revoked]")
+    assert page.get_attribute("#network", "data-online") == "false"
+    assert page.get_attribute("#queue-state", "data-waiting") == "1"
+    shot(page, "unreachable")
+    assert inspections() == []
+    page.unroute("**/patrol/verify")
+    page.click("#upload-queue")
+    page.wait_for_selector("#queue-state[data-waiting='0']")
+    [uploaded] = inspections()
+    assert (uploaded.offline, uploaded.result) == (True, "revoked")
+    # Reachable again, a refused check shows its reason, and nothing is recorded.
+    check_card_no(page, "AJ000000010")
+    page.wait_for_selector("#refusal")
+    assert "校验码" in page.inner_text("#refusal")
+    assert len(inspections()) == 1
+
+
 def test_an_expired_bundle_is_refused_offline(beat, new_page, shot):
     stale = build_bundle(now=utcnow() - timedelta(hours=25))
     release()

@@ -464,6 +464,7 @@
   }
 
   let uploading = false;
+  let sending = false;
 
   async function upload() {
     if (uploading || !navigator.onLine) return;
@@ -569,22 +570,39 @@
     await showBundle();
   }
 
-  function showNetwork() {
+  function showNetwork(unreachable) {
     const node = $("network");
-    const online = navigator.onLine;
+    const online = navigator.onLine && unreachable !== true;
     node.hidden = false;
     node.className = "network " + (online ? "online" : "offline");
-    node.textContent = online ? words.online : words.offline;
+    node.textContent = online ? words.online : navigator.onLine ? words.unreachable : words.offline;
     node.dataset.online = String(online);
   }
 
   form.querySelectorAll('input[name="kind"]').forEach((radio) => radio.addEventListener("change", showKind));
-  form.addEventListener("submit", (event) => {
-    if (navigator.onLine) return; // the registry answers
+  form.addEventListener("submit", async (event) => {
+    const kind = showKind();
+    if (navigator.onLine && (kind === "document" || sending)) return; // the registry answers
     event.preventDefault();
-    checkOffline();
+    if (!navigator.onLine) return checkOffline();
+    // "Online" on a phone often means a network that reaches nothing: try the
+    // registry, and answer from the bundle only when it cannot be reached.
+    let response;
+    try {
+      response = await fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin" });
+    } catch (error) {
+      showNetwork(true);
+      return checkOffline();
+    }
+    if (response.redirected) {
+      location.assign(response.url); // the recorded inspection's page (or sign-in)
+    } else {
+      // Refused: nothing was recorded, so the form goes again to show why.
+      sending = true;
+      HTMLFormElement.prototype.submit.call(form);
+    }
   });
-  window.addEventListener("offline", showNetwork);
+  window.addEventListener("offline", () => showNetwork());
   window.addEventListener("online", async () => {
     showNetwork();
     await refreshBundle();

@@ -345,6 +345,13 @@ def patrol_verify() -> Response | tuple[str, int]:
     return redirect(target, code=303)
 
 
+@blp.route("/patrol/verify", methods=["GET"])
+@requires(*PATROL)
+def patrol_verify_again() -> Response:
+    """Where signing in again after a lapsed session lands: the form, afresh."""
+    return redirect(url_for("web.patrol"))
+
+
 @blp.route("/patrol/inspections/<int:inspection_id>", methods=["GET"])
 @requires(*PATROL)
 def patrol_inspection(inspection_id: int) -> tuple[str, int]:

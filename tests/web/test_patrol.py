@@ -301,6 +301,9 @@ def test_a_check_without_the_forms_token_is_refused(client, beat):
     [inspection] = inspections()
     assert done.headers["Location"] == f"/patrol/inspections/{inspection.id}"
     assert (inspection.result, inspection.officer_id) == ("valid", beat["officer"]["id"])
+    # Signing in again after a lapsed session comes back to the form, not to a 405.
+    again = client.get("/patrol/verify")
+    assert (again.status_code, again.headers["Location"]) == (302, "/patrol/")
 
 
 @pytest.mark.parametrize("role", ["manager", "auditor"])

@@ -70,9 +70,9 @@ def register_domains(app: Flask) -> None:
     del import_models  # imported for its tables
 
     # The pages, last: they call every domain above.
-    from anjuka.web import account, admin, audit, desk, pages, supervise
+    from anjuka.web import account, admin, audit, desk, pages, patrol, supervise
 
     # Their routes register on the pages' blueprint when imported.
-    del account, admin, audit, desk, supervise
+    del account, admin, audit, desk, patrol, supervise
     pages.init_app(app)
     app.register_blueprint(pages.blp)

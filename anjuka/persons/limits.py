@@ -10,8 +10,10 @@ refusal answers 429 ``too_many_lookups`` with ``Retry-After`` and raises the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Response, request
-from flask_limiter import RequestLimit
+from flask_limiter import RequestLimit, RouteLimit
 
 from anjuka.core import signals
 from anjuka.core.limits import configured, limiter, throttled
@@ -50,11 +52,17 @@ document_lookups = limiter.shared_limit(
     on_breach=_lookups_refused,
 )
 
+
+def lookups_in_forms(names_a_document: Callable[[], bool]) -> RouteLimit:
+    """The same allowance for a page's form; ``names_a_document``: is this post a look-up?"""
+    return limiter.shared_limit(
+        configured("lookup_limit"),
+        scope="document-lookup",
+        key_func=_caller_key,
+        exempt_when=lambda: not names_a_document(),
+        on_breach=_lookups_refused,
+    )
+
+
 #: The same allowance, for a page's form that names a document number.
-document_lookups_in_forms = limiter.shared_limit(
-    configured("lookup_limit"),
-    scope="document-lookup",
-    key_func=_caller_key,
-    exempt_when=lambda: not request.form.get("document_number"),
-    on_breach=_lookups_refused,
-)
+document_lookups_in_forms = lookups_in_forms(lambda: bool(request.form.get("document_number")))

@@ -26,7 +26,6 @@ from anjuka.cards.permissions import desk_reader, get_card_or_404, get_job_or_40
 from anjuka.cards.readers import reader_serves
 from anjuka.core.db import db
 from anjuka.core.errors import AppError, InvalidInput
-from anjuka.core.limits import configured, limiter
 from anjuka.core.privacy import mask_name
 from anjuka.core.security import require_identity, requires
 from anjuka.core.time import local_today
@@ -34,7 +33,7 @@ from anjuka.dwellings import operations as dwellings
 from anjuka.dwellings.models import Dwelling, Estate
 from anjuka.dwellings.permissions import dwelling_filter, estate_filter, get_dwelling_or_404
 from anjuka.persons.identity import ParsedDocument, parse_document
-from anjuka.persons.limits import _caller_key, _lookups_refused
+from anjuka.persons.limits import document_lookups_in_forms as page_lookups
 from anjuka.persons.models import DOCUMENT_TYPES as KNOWN_DOCUMENTS
 from anjuka.persons.models import Person
 from anjuka.persons.operations import find_person, record_document_lookup
@@ -88,23 +87,6 @@ SEX_NAMES = {"M": l_("male"), "F": l_("female")}
 
 def _document_types() -> dict[str, Any]:
     return {code: DOCUMENT_TYPES.get(code, code) for code in KNOWN_DOCUMENTS}
-
-
-# ---------------------------------------------------------------- look-ups, throttled
-
-
-def _not_a_lookup() -> bool:
-    return not request.form.get("document_number")
-
-
-#: Look-ups by document number from the pages count with the API's (same scope and key).
-page_lookups = limiter.shared_limit(
-    configured("lookup_limit"),
-    scope="document-lookup",
-    key_func=_caller_key,
-    exempt_when=_not_a_lookup,
-    on_breach=_lookups_refused,
-)
 
 
 # ---------------------------------------------------------------- what the pages show

@@ -28,13 +28,12 @@ from werkzeug.wrappers import Response
 from anjuka.cards.models import Card
 from anjuka.core.db import db
 from anjuka.core.errors import InvalidInput, NotFound
-from anjuka.core.limits import configured, limiter
 from anjuka.core.privacy import mask_name
 from anjuka.core.security import Identity, public, require_identity, requires
 from anjuka.core.time import registry_zone
 from anjuka.dwellings.models import Dwelling
 from anjuka.dwellings.permissions import dwelling_filter, get_dwelling_or_404
-from anjuka.persons.limits import _caller_key, _lookups_refused
+from anjuka.persons.limits import lookups_in_forms
 from anjuka.persons.models import DOCUMENT_TYPES
 from anjuka.residences.models import Residence
 from anjuka.verifications import operations
@@ -113,13 +112,7 @@ MAX_RECORD_BYTES = 224
 MAX_UID_BYTES = 32
 
 #: Document checks count toward the same per-user look-up limit as the API's.
-document_lookups = limiter.shared_limit(
-    configured("lookup_limit"),
-    scope="document-lookup",
-    key_func=_caller_key,
-    exempt_when=lambda: request.form.get("kind") != "document",
-    on_breach=_lookups_refused,
-)
+document_lookups = lookups_in_forms(lambda: request.form.get("kind") == "document")
 
 
 @dataclass

@@ -96,7 +96,11 @@ def test_every_page_a_role_reaches_is_in_its_language_and_accessible(
     problems: list[object] = []
 
     def links(selector: str) -> list[str]:
-        return page.eval_on_selector_all(selector, "as => as.map(a => a.href.split('#')[0])")
+        # An SVG chart's links have no string ``href``: resolve the attribute instead.
+        return page.eval_on_selector_all(
+            selector,
+            "as => as.map(a => new URL(a.getAttribute('href'), document.baseURI).href.split('#')[0])",
+        )
 
     def check(url: str) -> bool:
         """Check the page at ``url`` once per endpoint; whether it was visited now."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from flask import Flask
@@ -35,6 +36,13 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+if TYPE_CHECKING:
+    # A type checker cannot take an instance's attribute (``db.Model``) for a
+    # base class; what Flask-SQLAlchemy makes of ``Base`` is ``Base`` to it.
+    Model = Base
+else:
+    Model = db.Model
 migrate = Migrate(directory=str(MIGRATIONS_DIR), compare_type=True)
 
 

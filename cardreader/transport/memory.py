@@ -4,33 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Protocol
 
 from cardreader.transport.base import (
     CardRemovedError,
     Connection,
     NoReaderError,
     Reader,
+    SimulatedCard,
     trace,
 )
-
-
-class SimulatedCard(Protocol):
-    """What the memory transport needs from a card model."""
-
-    atr: bytes
-
-    def power_on(self) -> None:
-        """Reset volatile state, as when the card enters the field."""
-
-    def process_apdu(self, apdu: bytes) -> bytes:
-        """Answer one command APDU with response data + SW1 SW2.
-
-        A card that tears itself inside a write raises CardRemovedError.
-        """
-
-    def arm_tear(self, keep: int | None, writes: int = 0) -> None:
-        """Cut the next write (after ``writes`` more) short, keeping ``keep`` bytes."""
 
 
 class MemoryReader(Reader):

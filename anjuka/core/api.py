@@ -20,7 +20,7 @@ class ErrorSchema(ma.Schema):
     errors = ma.fields.Dict(metadata={"description": "per-field messages (422)"})
 
 
-def _json_number_bounds(self, field, ret, **kwargs) -> dict:  # type: ignore[no-untyped-def]
+def _json_number_bounds(self, field, ret, **kwargs) -> dict:
     """Bounds written as numbers: apispec copies a Decimal ``Range`` as is, and JSON
     renders a Decimal as a string, which makes the OpenAPI document invalid."""
     return {
@@ -33,14 +33,18 @@ def _json_number_bounds(self, field, ret, **kwargs) -> dict:  # type: ignore[no-
 class Api(_SmorestApi):
     """flask-smorest's Api answering errors as ``{"status", "error", "message", "errors"}``."""
 
-    ERROR_SCHEMA = ErrorSchema
+    # flask-smorest types this as its own error schema, though any schema will do.
+    ERROR_SCHEMA = ErrorSchema  # type: ignore[assignment]
 
-    def init_app(self, app, *, spec_kwargs=None):  # type: ignore[no-untyped-def]
+    def init_app(self, app, *, spec_kwargs=None):
         """Bind to ``app`` and teach the OpenAPI converter to write numeric bounds as numbers."""
         super().init_app(app, spec_kwargs=spec_kwargs)
-        self.ma_plugin.converter.add_attribute_function(_json_number_bounds)
+        converter = self.ma_plugin.converter
+        if converter is None:  # apispec makes it when the spec is set up, just above
+            raise RuntimeError("the OpenAPI spec has no marshmallow converter")
+        converter.add_attribute_function(_json_number_bounds)
 
-    def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
+    def handle_http_exception(self, error: HTTPException):
         """Render a Werkzeug/webargs HTTP error in the contract's shape."""
         rollback_request()
         data = getattr(error, "data", None) or {}

@@ -18,7 +18,7 @@ class Measure(fields.Decimal):
         kwargs.setdefault("places", 2)
         super().__init__(**kwargs)
 
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any):  # type: ignore[override]
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any):
         if value is None:
             return None
         return float(Decimal(value))

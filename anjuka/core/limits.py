@@ -87,7 +87,7 @@ def init_app(app: Flask, config: Config) -> None:
     limiter.init_app(app)
 
     @app.errorhandler(RateLimitExceeded)
-    def _too_many(exc: RateLimitExceeded):  # type: ignore[no-untyped-def]
+    def _too_many(exc: RateLimitExceeded):
         # A limit is judged before the view runs: all a refused request wrote is its
         # refusal's record (a throttled sign-in's audit event, a bulk_lookup alert).
         finish_refusal(keep_writes=True)

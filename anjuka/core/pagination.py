@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from anjuka.core.db import db
 
 
-def paginate(stmt: sa.Select, pagination_parameters) -> list:  # type: ignore[no-untyped-def]
+def paginate(stmt: sa.Select, pagination_parameters) -> list:
     """Run ``stmt`` for the requested page and report the total to flask-smorest."""
     total = db.session.scalar(
         sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())

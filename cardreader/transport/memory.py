@@ -70,11 +70,11 @@ class MemoryReader(Reader):
         with self._cond:
             if not self.plugged:
                 raise NoReaderError(f"reader {self.name!r} is not plugged in")
-            if not self._cond.wait_for(lambda: self._card is not None, timeout):
+            card = self._cond.wait_for(lambda: self._card, timeout)
+            if card is None:
                 return None
-            assert self._card is not None
-            self._card.power_on()
-            return MemoryConnection(self, self._card, self._insertions)
+            card.power_on()
+            return MemoryConnection(self, card, self._insertions)
 
     def _transmit(self, card: SimulatedCard, insertion: int, apdu: bytes) -> bytes:
         with self._cond:

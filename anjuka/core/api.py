@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import marshmallow as ma
+from flask import Flask
 from flask_smorest import Api as _SmorestApi
 from werkzeug.exceptions import HTTPException
 
@@ -20,7 +22,9 @@ class ErrorSchema(ma.Schema):
     errors = ma.fields.Dict(metadata={"description": "per-field messages (422)"})
 
 
-def _json_number_bounds(self, field, ret, **kwargs) -> dict:
+def _json_number_bounds(
+    self: Any, field: ma.fields.Field, ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
     """Bounds written as numbers: apispec copies a Decimal ``Range`` as is, and JSON
     renders a Decimal as a string, which makes the OpenAPI document invalid."""
     return {
@@ -36,7 +40,7 @@ class Api(_SmorestApi):
     # flask-smorest types this as its own error schema, though any schema will do.
     ERROR_SCHEMA = ErrorSchema  # type: ignore[assignment]
 
-    def init_app(self, app, *, spec_kwargs=None):
+    def init_app(self, app: Flask, *, spec_kwargs: dict[str, Any] | None = None) -> None:
         """Bind to ``app`` and teach the OpenAPI converter to write numeric bounds as numbers."""
         super().init_app(app, spec_kwargs=spec_kwargs)
         converter = self.ma_plugin.converter

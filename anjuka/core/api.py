@@ -67,7 +67,8 @@ class Api(_SmorestApi):
         elif code == "validation_error":
             message = "The request has invalid fields."
         headers = dict(data.get("headers") or {})
-        if getattr(error, "valid_methods", None):
-            headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        valid_methods = getattr(error, "valid_methods", None)
+        if valid_methods:
+            headers["Allow"] = ", ".join(valid_methods)
         body = error_body(error.code or 500, code, message, errors)
         return body, error.code, headers

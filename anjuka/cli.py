@@ -55,7 +55,7 @@ def create_user(
         click.echo(f"password: {password}")
 
 
-def _change_account(change):  # type: ignore[no-untyped-def]
+def _change_account(change):
     """Run ``change()`` in one transaction; a refusal exits 1 with its code."""
     with command_transaction():
         result = change()
@@ -171,7 +171,7 @@ def audit() -> None:
     help="also check the chain heads recorded by an earlier `anjuka audit anchor`",
 )
 @with_appcontext
-def audit_verify(anchor_file) -> None:  # type: ignore[no-untyped-def]
+def audit_verify(anchor_file) -> None:
     """Walk every hash chain; exit 1 naming the first event that fails."""
     import json
 
@@ -325,7 +325,7 @@ def demo(seed: int) -> None:
         click.echo(f"  {username:<11} {password}")
 
 
-def _build_app(*_args: object, **_kwargs: object):  # type: ignore[no-untyped-def]
+def _build_app(*_args: object, **_kwargs: object):
     return create_app()
 
 

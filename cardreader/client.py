@@ -6,6 +6,8 @@ from typing import Any
 
 import requests
 
+from cardreader.jobs import Binding, Job
+
 USER_AGENT = "anjuka-cardreader/0.1"
 
 
@@ -90,15 +92,16 @@ class JobClient:
         body: dict[str, Any] = self._request("GET", "/readers/me")
         return body
 
-    def next_job(self, wait: int) -> dict[str, Any] | None:
+    def next_job(self, wait: int) -> Job | None:
         """Long-poll for the next job; None when none came within ``wait`` seconds."""
         run = {"run": self.run} if self.run else {}
-        return self._request(  # type: ignore[no-any-return]
+        body = self._request(
             "GET",
             f"/readers/{self.reader_id}/jobs/next",
             params={"wait": wait, **self._holder(), **run},
             timeout=wait + self.timeout,
         )
+        return None if body is None else Job.from_json(body)
 
     def release(self, timeout: float | None = None) -> list[int]:
         """Hand back the jobs this daemon claimed but has not begun, and end its polls.
@@ -116,8 +119,8 @@ class JobClient:
 
     def post_uid(
         self, job_id: int, uid: str, card_type: str, attempt: int | None = None
-    ) -> dict[str, Any]:
-        """Bind the job to a card; returns ``{"record", "keys"}``.
+    ) -> Binding:
+        """Bind the job to a card; returns the record signed for it and the keys.
 
         ``attempt`` is the attempt the job came with: the server refuses a UID
         sent for an attempt that is over (``stale_attempt``).
@@ -125,13 +128,14 @@ class JobClient:
         report: dict[str, Any] = {"uid": uid, "card_type": card_type}
         if attempt is not None:
             report["attempt"] = attempt
-        body: dict[str, Any] = self._request(
-            "POST",
-            f"/readers/{self.reader_id}/jobs/{job_id}/uid",
-            params=self._holder(),
-            json=report,
+        return Binding.from_json(
+            self._request(
+                "POST",
+                f"/readers/{self.reader_id}/jobs/{job_id}/uid",
+                params=self._holder(),
+                json=report,
+            )
         )
-        return body
 
     def post_result(self, job_id: int, result: dict[str, Any]) -> Any:
         """Report a job's outcome (with the ``attempt`` it belongs to, when known)."""

@@ -32,10 +32,11 @@ from cardreader.client import (
     ServerUnavailable,
     Unauthorized,
 )
+from cardreader.jobs import ERASE, ISSUE, Job
 from cardreader.journal import Journal
 from cardreader.protocol import card
 from cardreader.protocol.errors import CardError, UnsupportedCardError
-from cardreader.record import RecordFormatError, decode_record
+from cardreader.record import RecordFormatError
 from cardreader.transport.base import CardRemovedError, NoReaderError, Reader, TransportError
 
 log = logging.getLogger(__name__)
@@ -44,16 +45,6 @@ T = TypeVar("T")
 
 class Stopping(Exception):
     """The daemon was asked to stop."""
-
-
-def _attempt_of(job: dict[str, Any]) -> dict[str, int]:
-    """``{"attempt": N}`` for the reports of ``job``, so the server can refuse a stale one.
-
-    A job that has been handed out again since (its lease ran out) is at a later
-    attempt: a report of this one must not be applied to that.
-    """
-    attempt = job.get("attempt")
-    return {"attempt": attempt} if isinstance(attempt, int) and attempt > 0 else {}
 
 
 @dataclass(frozen=True)
@@ -123,8 +114,6 @@ class Daemon:
                 return None
             try:
                 presented = card.present_card(self.reader, min(remaining, self.config.reader_poll))
-            except CardError:
-                raise
             except NoReaderError:
                 self._note_reader(False)
                 self._sleep(min(self.config.reader_poll, max(0.0, remaining)))
@@ -193,11 +182,11 @@ class Daemon:
         if entry is not None and entry["job_id"] in released and entry.get("phase") == "started":
             self.journal.clear()
 
-    def _poll(self) -> dict[str, Any] | None:
+    def _poll(self) -> Job | None:
         """The long poll; a stop meanwhile ends it at once (see the module docstring)."""
         if self.config.poll_wait <= 0:
             return self._call("poll", self.client.next_job, 0)
-        box: dict[str, Any] = {}
+        box: dict[str, Any] = {}  # "job" or "error", from the polling thread
         done = threading.Event()
 
         def poll() -> None:
@@ -218,7 +207,7 @@ class Daemon:
                 raise Stopping
         if "error" in box:
             raise box["error"]
-        job: dict[str, Any] | None = box.get("job")
+        job: Job | None = box.get("job")
         return job
 
     def step(self) -> bool:
@@ -237,41 +226,35 @@ class Daemon:
             return False
         if self.stop.is_set():
             raise Stopping  # stopped as the job came: it is handed back, not begun
-        if entry is not None and entry["job_id"] != job["id"]:
+        if entry is not None and entry["job_id"] != job.id:
             log.warning("job %s in the journal is no longer ours; dropping it", entry["job_id"])
             self.journal.clear()
         elif entry is not None:
-            log.info("resuming job %s (was %s)", job["id"], entry.get("phase"))
+            log.info("resuming job %s (was %s)", job.id, entry.get("phase"))
         self.run_job(job)
         return True
 
-    def run_job(self, job: dict[str, Any]) -> None:
+    def run_job(self, job: Job) -> None:
         """Run one job to its reported outcome."""
-        job_id = job["id"]
-        log.info(
-            "job %s: %s %s (attempt %s)",
-            job_id,
-            job["kind"],
-            job.get("card_no"),
-            job.get("attempt"),
-        )
-        entry = {
-            "job_id": job_id,
-            "kind": job["kind"],
-            "card_no": job.get("card_no"),
+        log.info("job %s: %s %s (attempt %s)", job.id, job.kind, job.card_no, job.attempt)
+        entry: dict[str, Any] = {
+            "job_id": job.id,
+            "kind": job.kind,
+            "card_no": job.card_no,
             "phase": "started",
         }
         self.journal.save(entry)
-        if job["kind"] == "issue":
+        result: dict[str, Any] | None
+        if job.kind == ISSUE:
             result = self._issue(job, entry)
-        elif job["kind"] == "erase":
+        elif job.kind == ERASE:
             result = self._erase(job, entry)
         else:
-            result = {"outcome": "failed", "error": f"unsupported job kind {job['kind']!r}"}
+            result = {"outcome": "failed", "error": f"unsupported job kind {job.kind!r}"}
         if result is None:
             self.journal.clear()  # nothing to report (already reported)
             return
-        result = {**result, **_attempt_of(job)}
+        result = {**result, **job.attempt_report()}
         entry.update(phase="reporting", result=result)
         self.journal.save(entry)
         self._report(entry)
@@ -298,22 +281,21 @@ class Daemon:
             result["error"] = f"no card was presented within {seconds:g} s"
         return result
 
-    def _report_unknown(self, job: dict[str, Any], uid: str) -> None:
-        job_id = job["id"]
+    def _report_unknown(self, job: Job, uid: str) -> None:
         body = {
             "outcome": "unknown",
             "uid": uid,
             "error": "card removed during the write",
-            **_attempt_of(job),
+            **job.attempt_report(),
         }
         try:
-            self._call("report unknown", self.client.post_result, job_id, body)
+            self._call("report unknown", self.client.post_result, job.id, body)
         except ServerRejected as exc:
-            log.warning("job %s: server refused the unknown outcome (%s)", job_id, exc)
+            log.warning("job %s: server refused the unknown outcome (%s)", job.id, exc)
 
     # -- issuing ------------------------------------------------------------------
-    def _issue(self, job: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
-        job_id = job["id"]
+    def _issue(self, job: Job, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """Wait for a blank card, bind it, write it; a card torn away is waited for again."""
         torn_uid: str | None = None
         refused_since: float | None = None
         while True:
@@ -324,14 +306,14 @@ class Daemon:
             if presented is None:
                 return self._no_card(self.config.card_timeout, torn_uid)
             uid = presented.uid.hex()
-            if self._refused_uids.get(job_id) == uid:
+            if self._refused_uids.get(job.id) == uid:
                 # Sending it again would only spend another attempt: wait for
                 # the clerk to take it away and present a blank card.
                 presented.connection.close()
                 if refused_since is None:
                     refused_since = time.monotonic()
                 if time.monotonic() - refused_since > self.config.card_timeout:
-                    self._refused_uids.pop(job_id, None)
+                    self._refused_uids.pop(job.id, None)
                     return {
                         "outcome": "failed",
                         "uid": uid,
@@ -341,52 +323,67 @@ class Daemon:
                 self._sleep(self.config.reader_poll)
                 continue
             try:
-                log.info("job %s: card %s (%s) presented", job_id, uid, presented.card_type)
-                bound = self._call(
-                    "send UID",
-                    self.client.post_uid,
-                    job_id,
-                    uid,
-                    presented.card_type,
-                    _attempt_of(job).get("attempt"),
-                )
-                record = bytes.fromhex(bound["record"])
-                decode_record(record)
-                entry.update(phase="writing", uid=uid, card_type=presented.card_type)
-                self.journal.save(entry)
-                read_back = card.write_record(
-                    presented.connection, bound["keys"], record, presented.card_type
-                )
-                log.info("job %s: record written and read back", job_id)
-                self._refused_uids.pop(job_id, None)
-                return {"outcome": "done", "uid": uid, "record": read_back.hex()}
+                return self._bind_and_write(job, entry, presented)
             except CardRemovedError:
-                log.warning("job %s: card %s left during the write", job_id, uid)
+                log.warning("job %s: card %s left during the write", job.id, uid)
                 self._report_unknown(job, uid)
                 torn_uid = uid
-            except ServerRejected as exc:
-                if isinstance(exc, Unauthorized):
-                    raise
-                log.warning("job %s: server refused the UID (%s)", job_id, exc)
-                if exc.code == "uid_in_use":
-                    self._refused_uids[job_id] = uid
-                return None
-            except (RecordFormatError, ValueError, KeyError) as exc:
-                return {"outcome": "failed", "uid": uid, "error": f"bad answer from server: {exc}"}
-            except UnsupportedCardError as exc:
-                return {"outcome": "failed", "uid": uid, "error": f"unsupported card: {exc}"}
-            except (CardError, TransportError) as exc:
-                return {"outcome": "failed", "uid": uid, "error": str(exc)}
             finally:
                 presented.connection.close()
 
+    def _bind_and_write(
+        self, job: Job, entry: dict[str, Any], presented: card.PresentedCard
+    ) -> dict[str, Any] | None:
+        """Send the card's UID, write the record signed for it, read it back.
+
+        Returns the result to report, or None when the server refused the UID
+        (there is nothing to report: the attempt is over on its side).
+        CardRemovedError goes to the caller: the card left mid-write.
+        """
+        uid = presented.uid.hex()
+        try:
+            log.info("job %s: card %s (%s) presented", job.id, uid, presented.card_type)
+            binding = self._call(
+                "send UID",
+                self.client.post_uid,
+                job.id,
+                uid,
+                presented.card_type,
+                job.current_attempt,
+            )
+            entry.update(phase="writing", uid=uid, card_type=presented.card_type)
+            self.journal.save(entry)
+            read_back = card.write_record(
+                presented.connection, binding.keys, binding.record, presented.card_type
+            )
+        except (CardRemovedError, Unauthorized):
+            raise
+        except ServerRejected as exc:
+            self._uid_refused(job, uid, exc)
+            return None
+        except (RecordFormatError, ValueError, KeyError) as exc:
+            return {"outcome": "failed", "uid": uid, "error": f"bad answer from server: {exc}"}
+        except UnsupportedCardError as exc:
+            return {"outcome": "failed", "uid": uid, "error": f"unsupported card: {exc}"}
+        except (CardError, TransportError) as exc:
+            return {"outcome": "failed", "uid": uid, "error": str(exc)}
+        log.info("job %s: record written and read back", job.id)
+        self._refused_uids.pop(job.id, None)
+        return {"outcome": "done", "uid": uid, "record": read_back.hex()}
+
+    def _uid_refused(self, job: Job, uid: str, exc: ServerRejected) -> None:
+        """The server would not bind this card; remember a chip already in use."""
+        log.warning("job %s: server refused the UID (%s)", job.id, exc)
+        if exc.code == "uid_in_use":
+            self._refused_uids[job.id] = uid
+
     # -- erasing ------------------------------------------------------------------
-    def _erase(self, job: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any] | None:
-        job_id = job["id"]
-        expected = str(job.get("expected_uid") or "").lower()
-        card_type = job.get("card_type")
-        keys = job.get("keys")
-        if not expected or card_type not in card.CARD_TYPES or not keys:
+    def _erase(self, job: Job, entry: dict[str, Any]) -> dict[str, Any] | None:
+        job_id = job.id
+        expected = (job.expected_uid or "").lower()
+        card_type = job.erase_card_type
+        keys = job.keys
+        if not expected or card_type is None or not keys:
             return {"outcome": "failed", "error": "erase job lacks expected_uid, card_type or keys"}
         deadline = time.monotonic() + self.config.card_timeout
         torn = False

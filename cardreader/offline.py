@@ -22,7 +22,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -156,7 +156,9 @@ class RevocationList:
         return state
 
     @classmethod
-    def _first(cls, bundle: Mapping, trusted: Mapping[int, Ed25519PublicKey] | None):  # type: ignore[no-untyped-def]
+    def _first(
+        cls, bundle: Mapping, trusted: Mapping[int, Ed25519PublicKey] | None
+    ) -> RevocationList:
         _check_format(bundle)
         if bundle.get("since") is not None:
             raise BundleChainError("the first bundle must be a full one (no 'since')")
@@ -305,17 +307,19 @@ def verify(
         return OfflineResult("forged", "unknown_key")
     except BadSignatureError:
         return OfflineResult("forged", "bad_signature")
-    facts = {
-        "card_no": record.card_no,
-        "residence_id": record.residence_id,
-        "area_code": record.area_code,
-        "valid_until": record.valid_until,
-    }
+    valid = OfflineResult(
+        "valid",
+        None,
+        card_no=record.card_no,
+        residence_id=record.residence_id,
+        area_code=record.area_code,
+        valid_until=record.valid_until,
+    )
     if record.card_no in state.revoked:
-        return OfflineResult("revoked", "listed", **facts)
+        return replace(valid, result="revoked", reason="listed")
     if record_digest(record_bytes) in state.withdrawn:
-        return OfflineResult("unknown", "never_activated", **facts)
+        return replace(valid, result="unknown", reason="never_activated")
     today = now.astimezone(ZoneInfo(timezone or state.timezone)).date()
     if record.valid_until < today:
-        return OfflineResult("expired", None, **facts)
-    return OfflineResult("valid", None, **facts)
+        return replace(valid, result="expired")
+    return valid

@@ -349,8 +349,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             get, post = http(args.server, args.token)
             if args.command == "fetch":
                 state = fetch(store, get)
+                # Every bundle names its expiry (the format requires it).
+                until = "?" if state.expires_at is None else format_time(state.expires_at)
                 print(
-                    f"bundle good until {format_time(state.expires_at)}"  # type: ignore[arg-type]
+                    f"bundle good until {until}"
                     f": {len(state.revoked)} revoked cards,"
                     f" {len(state.withdrawn)} withdrawn records, {len(state.keys)} keys"
                 )

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.areas.models import Area
-from anjuka.core.db import db
+from anjuka.core.db import Model
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
 
@@ -37,7 +37,7 @@ def _in(column: str, values: tuple[str, ...] | list[str]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
-class Alert(db.Model):
+class Alert(Model):
     """Something the registry noticed by itself, about one subject.
 
     At most one live (open or acknowledged) alert per kind and subject,
@@ -103,7 +103,7 @@ class Alert(db.Model):
         return self.status in LIVE_STATUSES
 
 
-class SweepCursor(db.Model):
+class SweepCursor(Model):
     """Where the time sweep got to, per check, so a run scans only what is new."""
 
     __tablename__ = "sweep_cursors"

@@ -79,7 +79,7 @@ def raise_alert(
         count=1,
         auto_resolved=False,
     )
-    stmt = stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=["kind", "subject_type", "subject_id"],
         index_where=sa.text(LIVE_PREDICATE),
         set_={
@@ -89,9 +89,8 @@ def raise_alert(
             "area_id": stmt.excluded.area_id,
         },
     ).returning(Alert.__table__.c["id"], Alert.__table__.c["count"])
-    alert_id, count = db.session.execute(stmt).one()
-    alert = db.session.get(Alert, alert_id, populate_existing=True)
-    assert alert is not None
+    alert_id, count = db.session.execute(upsert).one()
+    alert = db.session.get_one(Alert, alert_id, populate_existing=True)
     created = count == 1
     if not created:
         alert.details = _merge_details(alert.details or {}, details)

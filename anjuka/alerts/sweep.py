@@ -149,7 +149,7 @@ class _Policies:
         return [self.of(area_id) for area_id in self._areas]
 
 
-def _pages(stmt: sa.Select, id_column: sa.ColumnElement) -> Iterator[sa.Row]:
+def _pages(stmt: sa.Select, id_column: sa.SQLColumnExpression[int]) -> Iterator[sa.Row]:
     """Run ``stmt`` in keyset pages of ``_PAGE`` rows by ``id_column``."""
     last = 0
     while True:
@@ -163,9 +163,9 @@ def _pages(stmt: sa.Select, id_column: sa.ColumnElement) -> Iterator[sa.Row]:
 
 
 def _since_clause(
-    date_column: sa.ColumnElement,
+    date_column: sa.SQLColumnExpression[date | None],
     lower: date | None,
-    written_column: sa.ColumnElement,
+    written_column: sa.SQLColumnExpression[datetime | None],
     written_since: datetime | None,
 ) -> sa.ColumnElement[bool]:
     if lower is None or written_since is None:
@@ -252,8 +252,7 @@ def _late_registration(report: SweepReport) -> None:
     if window.written_since() is not None:
         stmt = stmt.where(Residence.registered_at >= window.written_since())
     for (residence_id,) in _pages(stmt, Residence.id):
-        residence = db.session.get(Residence, residence_id)
-        assert residence is not None
+        residence = db.session.get_one(Residence, residence_id)
         if raise_late_registration(residence) is not None:
             report.raised["late_registration"] += 1
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from anjuka.core.db import db
+from anjuka.core.db import Model
 
 AREA_BASES = ("building", "usable")
 
@@ -24,7 +24,7 @@ POLICY_FIELDS = (
 )
 
 
-class Area(db.Model):
+class Area(Model):
     """A node of the area tree, holding the policy fields it overrides."""
 
     __tablename__ = "areas"

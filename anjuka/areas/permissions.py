@@ -12,7 +12,7 @@ from anjuka.core.scope import scope_of
 from anjuka.core.security import Identity, require_identity
 
 
-def path_clause(column: ColumnElement, paths: tuple[str, ...]) -> ColumnElement[bool]:
+def path_clause(column: sa.SQLColumnExpression[str], paths: tuple[str, ...]) -> ColumnElement[bool]:
     """``column`` (an area path) lies in one of the subtrees ``paths``."""
     return sa.or_(*(column.startswith(p, autoescape=True) for p in paths)) if paths else sa.false()
 

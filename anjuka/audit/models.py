@@ -7,12 +7,12 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from anjuka.core.db import db
+from anjuka.core.db import Model
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     """Who did what to which subject, when and from where.
 
     ``hash`` covers every other column, the id included (hash version 2),
@@ -48,7 +48,7 @@ class AuditEvent(db.Model):
     __mapper_args__ = {"eager_defaults": False}
 
 
-class AuditChainHead(db.Model):
+class AuditChainHead(Model):
     """The tip of one chain; its row lock orders appends within the chain only."""
 
     __tablename__ = "audit_chain_heads"

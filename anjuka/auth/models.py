@@ -8,14 +8,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.areas.models import Area
-from anjuka.core.db import db
+from anjuka.core.db import Model
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
 
 ROLES = ("admin", "supervisor", "manager", "officer", "auditor")
 
 
-class User(db.Model):
+class User(Model):
     """A person who signs in: admin, supervisor, manager, officer or auditor."""
 
     __tablename__ = "users"
@@ -41,7 +41,7 @@ class User(db.Model):
     )
 
 
-class UserScope(db.Model):
+class UserScope(Model):
     """One thing a user's role applies to: an area subtree, an estate or a dwelling."""
 
     __tablename__ = "user_scopes"
@@ -67,7 +67,7 @@ class UserScope(db.Model):
 TOKEN_KINDS = ("token", "session")
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A bearer token or a browser session's token: only its SHA-256 is stored.
 
     It expires and can be revoked.

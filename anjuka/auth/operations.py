@@ -96,7 +96,7 @@ def scope_specs(user: User) -> list[str]:
     """A user's scopes in the form they are given: area:CODE, estate:ID, dwelling:ID."""
     out = []
     for s in user.scopes:
-        if s.area_id is not None:
+        if s.area is not None:
             out.append(f"area:{s.area.code}")
         elif s.estate_id is not None:
             out.append(f"estate:{s.estate_id}")

@@ -43,7 +43,7 @@ class UserSchema(ma.Schema):
     active = fields.Boolean()
     scopes = fields.Method("_scopes")
 
-    def _scopes(self, user) -> list[str]:  # type: ignore[no-untyped-def]
+    def _scopes(self, user) -> list[str]:
         """The scopes in the form they were given: area:CODE, estate:ID, dwelling:ID."""
         return scope_specs(user)
 

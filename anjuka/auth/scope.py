@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 
 from anjuka.areas.models import Area
@@ -9,6 +11,9 @@ from anjuka.core.db import db
 from anjuka.core.scope import Scope
 from anjuka.core.security import Identity
 from anjuka.dwellings.models import Dwelling, Estate
+
+if TYPE_CHECKING:
+    from anjuka.auth.models import User
 
 AREA_ROLES = {"supervisor", "officer"}
 
@@ -33,7 +38,7 @@ def load_scope(identity: Identity) -> Scope:
     return scope
 
 
-def home_area_id(user: object) -> int | None:
+def home_area_id(user: User) -> int | None:
     """The one area that covers everything a user's scope reaches, or None.
 
     The area itself for a single area scope, an estate's or a dwelling's area
@@ -42,13 +47,13 @@ def home_area_id(user: object) -> int | None:
     concerns them is for admins only.
     """
     area_ids: set[int] = set()
-    for s in user.scopes:  # type: ignore[attr-defined]
+    for s in user.scopes:
         if s.area_id is not None:
             area_ids.add(s.area_id)
         elif s.estate_id is not None:
-            area_ids.add(db.session.get(Estate, s.estate_id).area_id)  # type: ignore[union-attr]
+            area_ids.add(db.session.get_one(Estate, s.estate_id).area_id)
         elif s.dwelling_id is not None:
-            area_ids.add(db.session.get(Dwelling, s.dwelling_id).area_id)  # type: ignore[union-attr]
+            area_ids.add(db.session.get_one(Dwelling, s.dwelling_id).area_id)
     if not area_ids:
         return None
     paths = [

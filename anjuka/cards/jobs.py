@@ -142,7 +142,7 @@ def claim_next(reader_id: int, holder: str | None) -> CardJob | None:
         return job
 
 
-def _insert():  # type: ignore[no-untyped-def]
+def _insert():
     return pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
@@ -237,7 +237,9 @@ def daemon_view(job: CardJob) -> dict:
 
 def lock_job(job_id: int) -> CardJob:
     """Lock the job's residence, card and job rows, in the order every writer uses."""
-    card_id = db.session.scalar(sa.select(CardJob.card_id).where(CardJob.id == job_id))
+    card_id = db.session.execute(
+        sa.select(CardJob.card_id).where(CardJob.id == job_id)
+    ).scalar_one()
     lock_card(card_id)
     return db.session.execute(
         sa.select(CardJob)
@@ -272,11 +274,12 @@ def _check_holder(job: CardJob, holder: str | None, attempt: int | None) -> None
 
 def _uid_answer(job: CardJob) -> dict:
     card = job.card
+    uid, card_type, record = _bound_chip(job)
     return {
         "job_id": job.id,
         "card_no": card.card_no,
-        "record": job.record.hex(),
-        "keys": card_keys(bytes.fromhex(job.uid), job.card_type, card.card_key_id),
+        "record": record.hex(),
+        "keys": card_keys(uid, card_type, card.card_key_id),
         "key_id": card.key_id,
         "valid_until": card.expires_on,
     }
@@ -290,33 +293,51 @@ def bind_uid(
     The same UID gets the same record back; another UID (another card was
     inserted) binds the job to that chip instead.
     """
-    card = job.card
     if job.kind != "issue":
         raise Conflict(f"Job {job.id} is an {job.kind} job: it takes no UID.", code="not_an_issue")
     if job.status == "done" and job.uid == uid:
         return _uid_answer(job)
     if job.status in FINISHED_STATUSES:
         _refuse_finished(job)
+    card = job.card
     if card.status != "pending":
         raise Conflict(f"Card {card.card_no} is {card.status}.", code="card_not_pending")
-    if job.uid == uid and job.record is not None:
-        _check_holder(job, holder, attempt)
-        job.card_type = card.card_type = card_type
-        job.status = "awaiting_result"
-        job.lease_expires_at = max(job.lease_expires_at, utcnow() + LEASE)
-        db.session.flush()
-        return _uid_answer(job)
     _check_holder(job, holder, attempt)
+    if job.uid == uid and job.record is not None:
+        _renew_binding(job, card_type)
+    else:
+        _refuse_chip_in_use(job, uid)
+        _bind_chip(job, uid, card_type)
+    return _uid_answer(job)
+
+
+def _renew_binding(job: CardJob, card_type: str) -> None:
+    """The same chip again (a lost answer, a restarted daemon): same record, lease renewed."""
+    job.card_type = job.card.card_type = card_type
+    job.status = "awaiting_result"
+    now = utcnow()
+    job.lease_expires_at = max(job.lease_expires_at or now, now + LEASE)
+    db.session.flush()
+
+
+def _refuse_chip_in_use(job: CardJob, uid: str) -> None:
+    """A chip that carries another active card ends the attempt (``uid_in_use``)."""
     in_use = db.session.scalar(
-        sa.select(Card.card_no).where(Card.uid == uid, Card.status == "active", Card.id != card.id)
+        sa.select(Card.card_no).where(
+            Card.uid == uid, Card.status == "active", Card.id != job.card_id
+        )
     )
     if in_use is not None:
         message = f"This chip carries active card {in_use}: return that card before reusing it."
         _fail_attempt(job, message)
         db.session.flush()
         raise AttemptRefused(message, code="uid_in_use", card_no=in_use)
-    residence = card.residence
-    area = residence.dwelling.area
+
+
+def _bind_chip(job: CardJob, uid: str, card_type: str) -> None:
+    """Sign a record for chip ``uid``, withdrawing the one signed for the chip before."""
+    card = job.card
+    area = card.residence.dwelling.area
     previous_uid = job.uid
     if previous_uid is not None:
         # The record for the chip before may be on it, whole: it must never read valid.
@@ -355,7 +376,16 @@ def bind_uid(
             "rebound_from": previous_uid,
         },
     )
-    return _uid_answer(job)
+
+
+def _bound_chip(job: CardJob) -> tuple[bytes, str, bytes]:
+    """The chip a job is bound to (its UID, its type) and the record signed for it.
+
+    Asked only of a job whose UID was bound: a job without one here is a bug.
+    """
+    if job.uid is None or job.card_type is None or job.record is None:
+        raise RuntimeError(f"job {job.id} is bound to no chip")
+    return bytes.fromhex(job.uid), job.card_type, job.record
 
 
 def _sign_anew(card: Card, uid: str, validity_days: int) -> SignedRecord:
@@ -399,8 +429,9 @@ def _activate(job: CardJob) -> None:
     if other is not None:
         _fail_attempt(job, f"The chip carries active card {other}; return that card first.")
         return
+    uid, _, record = _bound_chip(job)
     try:
-        verify_record(job.record, bytes.fromhex(job.uid), keyring().signing_public_keys())
+        verify_record(record, uid, keyring().signing_public_keys())
     except RecordError as exc:
         # Only a key removed from the ring since signing can get here.
         _fail_attempt(job, f"The signed record no longer verifies: {exc}")
@@ -408,10 +439,10 @@ def _activate(job: CardJob) -> None:
     now = utcnow()
     card.status = "active"
     card.activated_at = now
-    card.record = job.record
+    card.record = record
     db.session.execute(
         sa.update(CardChip)
-        .where(CardChip.job_id == job.id, CardChip.record_digest == record_digest(job.record))
+        .where(CardChip.job_id == job.id, CardChip.record_digest == record_digest(record))
         .values(activated_at=now)
     )
     withdraw_records(job, "rebound")  # none should be left: each rebind withdrew its own

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.areas.models import Area
-from anjuka.core.db import db
+from anjuka.core.db import Model
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
 from anjuka.dwellings.models import Estate
@@ -38,7 +38,7 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
-class Reader(db.Model):
+class Reader(Model):
     """A desk device: its own credential and the dwellings it serves.
 
     A reader scoped to an estate serves that estate's dwellings; one scoped
@@ -68,7 +68,7 @@ class Reader(db.Model):
     estate: Mapped[Estate | None] = relationship()
 
 
-class ReaderDaemon(db.Model):
+class ReaderDaemon(Model):
     """A desk daemon of a reader (by its ``holder``) and the last of its runs that ended.
 
     A daemon names its run (a fresh id at each start) in its long polls. When
@@ -88,7 +88,7 @@ class ReaderDaemon(db.Model):
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class CardSerial(db.Model):
+class CardSerial(Model):
     """The last printed card serial handed out: one row, locked while a number is taken."""
 
     __tablename__ = "card_serials"
@@ -98,7 +98,7 @@ class CardSerial(db.Model):
     last_serial: Mapped[int] = mapped_column(default=0)
 
 
-class Card(db.Model):
+class Card(Model):
     """An Anju e-Card for one residence; pending until its chip is written and verified."""
 
     __tablename__ = "cards"
@@ -184,7 +184,7 @@ class Card(db.Model):
     residence: Mapped[Residence] = relationship()
 
 
-class CardJob(db.Model):
+class CardJob(Model):
     """Work for a desk reader: write a card (issue) or wipe a returned one (erase)."""
 
     __tablename__ = "card_jobs"
@@ -250,7 +250,7 @@ class CardJob(db.Model):
         return self.status in OPEN_STATUSES
 
 
-class CardChip(db.Model):
+class CardChip(Model):
     """A record the server signed for one chip: the card once activated, else withdrawn.
 
     Every signing is a row. A record that can no longer become the card (its

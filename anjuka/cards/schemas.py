@@ -13,14 +13,14 @@ HEX = r"^(?:[0-9a-fA-F]{2})+$"
 class Hex(fields.String):
     """Hex text of bytes, loaded as lowercase."""
 
-    def __init__(self, max_bytes: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, max_bytes: int, **kwargs) -> None:
         kwargs.setdefault(
             "validate",
             [validate.Length(2, 2 * max_bytes), validate.Regexp(HEX, error="Not hex bytes.")],
         )
         super().__init__(**kwargs)
 
-    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
+    def _deserialize(self, value, attr, data, **kwargs):
         return super()._deserialize(value, attr, data, **kwargs).lower()
 
 
@@ -199,6 +199,6 @@ class ResultReportSchema(ma.Schema):
     attempt = fields.Integer(strict=True, validate=validate.Range(1, 1000))
 
     @ma.validates_schema
-    def _done_names_the_card(self, data: dict, **_kwargs) -> None:  # type: ignore[no-untyped-def]
+    def _done_names_the_card(self, data: dict, **_kwargs) -> None:
         if data["outcome"] == "done" and "uid" not in data:
             raise ma.ValidationError("A done report names the card's UID.", "uid")

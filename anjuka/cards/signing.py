@@ -34,10 +34,10 @@ def derive_card_key(master: bytes, uid: bytes, card_type: str, purpose: str, len
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(master)
 
 
-def card_keys(uid: bytes, card_type: str, master_key_id: str) -> dict[str, str]:
+def card_keys(uid: bytes, card_type: str, master_key_id: str | None) -> dict[str, str]:
     """The ``keys`` object of a job (docs/job-protocol.md "Keys sent with a job")."""
     _, masters = keyring().card_master
-    master = masters.get(master_key_id)
+    master = None if master_key_id is None else masters.get(master_key_id)
     if master is None:
         # The key file lost a master that cards in the field were written with.
         raise AppError(

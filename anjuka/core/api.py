@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import marshmallow as ma
+from flask import Flask
 from flask_smorest import Api as _SmorestApi
 from werkzeug.exceptions import HTTPException
 
@@ -20,7 +22,9 @@ class ErrorSchema(ma.Schema):
     errors = ma.fields.Dict(metadata={"description": "per-field messages (422)"})
 
 
-def _json_number_bounds(self, field, ret, **kwargs) -> dict:  # type: ignore[no-untyped-def]
+def _json_number_bounds(
+    self: Any, field: ma.fields.Field, ret: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
     """Bounds written as numbers: apispec copies a Decimal ``Range`` as is, and JSON
     renders a Decimal as a string, which makes the OpenAPI document invalid."""
     return {
@@ -33,14 +37,18 @@ def _json_number_bounds(self, field, ret, **kwargs) -> dict:  # type: ignore[no-
 class Api(_SmorestApi):
     """flask-smorest's Api answering errors as ``{"status", "error", "message", "errors"}``."""
 
-    ERROR_SCHEMA = ErrorSchema
+    # flask-smorest types this as its own error schema, though any schema will do.
+    ERROR_SCHEMA = ErrorSchema  # type: ignore[assignment]
 
-    def init_app(self, app, *, spec_kwargs=None):  # type: ignore[no-untyped-def]
+    def init_app(self, app: Flask, *, spec_kwargs: dict[str, Any] | None = None) -> None:
         """Bind to ``app`` and teach the OpenAPI converter to write numeric bounds as numbers."""
         super().init_app(app, spec_kwargs=spec_kwargs)
-        self.ma_plugin.converter.add_attribute_function(_json_number_bounds)
+        converter = self.ma_plugin.converter
+        if converter is None:  # apispec makes it when the spec is set up, just above
+            raise RuntimeError("the OpenAPI spec has no marshmallow converter")
+        converter.add_attribute_function(_json_number_bounds)
 
-    def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
+    def handle_http_exception(self, error: HTTPException):
         """Render a Werkzeug/webargs HTTP error in the contract's shape."""
         rollback_request()
         data = getattr(error, "data", None) or {}
@@ -59,7 +67,8 @@ class Api(_SmorestApi):
         elif code == "validation_error":
             message = "The request has invalid fields."
         headers = dict(data.get("headers") or {})
-        if getattr(error, "valid_methods", None):
-            headers["Allow"] = ", ".join(error.valid_methods)  # type: ignore[attr-defined]
+        valid_methods = getattr(error, "valid_methods", None)
+        if valid_methods:
+            headers["Allow"] = ", ".join(valid_methods)
         body = error_body(error.code or 500, code, message, errors)
         return body, error.code, headers

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from flask import Flask
@@ -35,6 +36,13 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+if TYPE_CHECKING:
+    # A type checker cannot take an instance's attribute (``db.Model``) for a
+    # base class; what Flask-SQLAlchemy makes of ``Base`` is ``Base`` to it.
+    Model = Base
+else:
+    Model = db.Model
 migrate = Migrate(directory=str(MIGRATIONS_DIR), compare_type=True)
 
 
@@ -48,7 +56,7 @@ def _sqlite_serialised_writes(engine: sa.Engine) -> None:
     """
 
     @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -57,7 +65,7 @@ def _sqlite_serialised_writes(engine: sa.Engine) -> None:
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
-    def _on_begin(connection):  # type: ignore[no-untyped-def]
+    def _on_begin(connection: sa.Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from flask import Flask, g, jsonify
+from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
@@ -134,7 +135,7 @@ def init_app(app: Flask) -> None:
     """Register the handlers for our errors and anything unexpected."""
 
     @app.errorhandler(AppError)
-    def _app_error(exc: AppError):  # type: ignore[no-untyped-def]
+    def _app_error(exc: AppError) -> ResponseReturnValue:
         finish_refusal(exc.keep_writes)
         body = error_body(exc.status, exc.code, exc.message, exc.errors, **exc.extra)
         headers = {}
@@ -143,7 +144,7 @@ def init_app(app: Flask) -> None:
         return jsonify(body), exc.status, headers
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+    def _unexpected(exc: Exception) -> ResponseReturnValue:
         if isinstance(exc, HTTPException):
             return app.extensions["anjuka_api"].handle_http_exception(exc)
         rollback_request()

@@ -18,7 +18,10 @@ class Measure(fields.Decimal):
         kwargs.setdefault("places", 2)
         super().__init__(**kwargs)
 
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any):  # type: ignore[override]
+    # A JSON number where fields.Decimal gives a Decimal: the override is the point.
+    def _serialize(  # type: ignore[override]
+        self, value: Any, attr: str | None, obj: Any, **kwargs: Any
+    ) -> float | None:
         if value is None:
             return None
         return float(Decimal(value))

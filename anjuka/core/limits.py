@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from flask import Flask, Response, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter, RequestLimit
 from flask_limiter.errors import RateLimitExceeded
 from limits import parse_many
@@ -87,7 +88,7 @@ def init_app(app: Flask, config: Config) -> None:
     limiter.init_app(app)
 
     @app.errorhandler(RateLimitExceeded)
-    def _too_many(exc: RateLimitExceeded):  # type: ignore[no-untyped-def]
+    def _too_many(exc: RateLimitExceeded) -> ResponseReturnValue:
         # A limit is judged before the view runs: all a refused request wrote is its
         # refusal's record (a throttled sign-in's audit event, a bulk_lookup alert).
         finish_refusal(keep_writes=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+from flask_smorest.pagination import PaginationParameters
 
 from anjuka.core.db import db
 
 
-def paginate(stmt: sa.Select, pagination_parameters) -> list:  # type: ignore[no-untyped-def]
+def paginate(stmt: sa.Select, pagination_parameters: PaginationParameters) -> list[Any]:
     """Run ``stmt`` for the requested page and report the total to flask-smorest."""
     total = db.session.scalar(
         sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())

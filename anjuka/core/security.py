@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, current_app, g, request, session
+from flask import Flask, Response, current_app, g, request, session
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import IntegerConverter, Map
 
 from anjuka.core.errors import AppError, Forbidden, Unauthorized
 from anjuka.core.fields import MAX_ID
@@ -117,8 +117,8 @@ def current_token() -> tuple[str | None, bool]:
         if scheme.lower() != "bearer" or not token.strip():
             return None, False
         return token.strip(), False
-    token = session.get("token")
-    return (token, True) if isinstance(token, str) else (None, False)
+    cookie_token = session.get("token")
+    return (cookie_token, True) if isinstance(cookie_token, str) else (None, False)
 
 
 def _session_idle() -> bool:
@@ -219,7 +219,7 @@ def gate() -> None:
 class _BoundedIntegerConverter(IntegerConverter):
     """``<int:...>`` limited to the database's integer ids: larger numbers match nothing (404)."""
 
-    def __init__(self, url_map, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("max", MAX_ID)
         super().__init__(url_map, *args, **kwargs)
 
@@ -239,7 +239,7 @@ def init_app(app: Flask) -> None:
     app.before_request(gate)
 
     @app.after_request
-    def _headers(response):  # type: ignore[no-untyped-def]
+    def _headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers["X-Request-Id"] = g.get("request_id", "")

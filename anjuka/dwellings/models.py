@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.areas.models import Area
-from anjuka.core.db import db
+from anjuka.core.db import Model
 from anjuka.core.models import UTCDateTime
 from anjuka.core.privacy import mask
 from anjuka.core.protect import decrypt, encrypt
@@ -22,7 +22,7 @@ PERSONAL_FIELDS = ("landlord_name", "landlord_phone")
 DWELLING_STATUSES = ("rentable", "illegal", "not_for_rent")
 
 
-class Estate(db.Model):
+class Estate(Model):
     """A residential estate run by a property company; managers are scoped to it."""
 
     __tablename__ = "estates"
@@ -38,7 +38,7 @@ class Estate(db.Model):
     area: Mapped[Area] = relationship()
 
 
-class Dwelling(db.Model):
+class Dwelling(Model):
     """A rentable flat or room on a standard address."""
 
     __tablename__ = "dwellings"

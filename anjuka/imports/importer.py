@@ -389,7 +389,7 @@ class _Dwellings(_Kind):
                 if phone
             ]
             if sealed:
-                table = Dwelling.__table__
+                table = Dwelling.metadata.tables[Dwelling.__tablename__]
                 db.session.execute(
                     table.update()
                     .where(table.c.id == sa.bindparam("b_id"))
@@ -445,6 +445,7 @@ class _Residents(_Kind):
                     Dwelling.address_code.in_({r.cells.get("address_code") for r in rows} - {None})
                 )
             )
+            if d.address_code is not None
         }
         judged: list[_Judged] = []
         for row in rows:

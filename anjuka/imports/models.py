@@ -7,12 +7,12 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from anjuka.core.db import db
+from anjuka.core.db import Model
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
 
 
-class ImportRun(db.Model):
+class ImportRun(Model):
     """One file imported as one kind: identified by its SHA-256, resumed after ``last_line``."""
 
     __tablename__ = "import_runs"
@@ -33,7 +33,7 @@ class ImportRun(db.Model):
     rejected: Mapped[dict] = mapped_column(sa.JSON, default=dict)
 
 
-class ImportReject(db.Model):
+class ImportReject(Model):
     """A row an import refused: where, and why (never the row's values: they are personal)."""
 
     __tablename__ = "import_rejects"

@@ -9,14 +9,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.alerts.models import Alert
 from anjuka.areas.models import Area
-from anjuka.core.db import db
+from anjuka.core.db import Model
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
 
 DELIVERY_STATUSES = ("pending", "delivered", "abandoned")
 
 
-class WebhookSubscription(db.Model):
+class WebhookSubscription(Model):
     """An endpoint that receives the alerts of one area's subtree.
 
     The signing secret is not stored: it is HMAC(webhook key, ``secret_salt``),
@@ -47,7 +47,7 @@ class WebhookSubscription(db.Model):
     area: Mapped[Area] = relationship()
 
 
-class WebhookDelivery(db.Model):
+class WebhookDelivery(Model):
     """One alert for one subscription: written in the alert's transaction, sent after it.
 
     The unique (subscription, alert, event) makes "each alert once per

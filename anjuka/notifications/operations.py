@@ -260,8 +260,7 @@ def _send(item: _Claimed, post: Sender, now: datetime) -> tuple[bool, int | None
 
 
 def _record(item: _Claimed, ok: bool, status: int | None, error: str | None, now: datetime) -> str:
-    delivery = db.session.get(WebhookDelivery, item.id, populate_existing=True)
-    assert delivery is not None
+    delivery = db.session.get_one(WebhookDelivery, item.id, populate_existing=True)
     subscription = delivery.subscription
     delivery.last_status_code = status
     if ok:

@@ -7,7 +7,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from anjuka.core.db import db
+from anjuka.core.db import Model
 from anjuka.core.models import UTCDateTime
 from anjuka.core.privacy import mask_phone
 from anjuka.core.protect import decrypt, encrypt
@@ -26,7 +26,7 @@ DOCUMENT_TYPES = (
 )
 
 
-class Person(db.Model):
+class Person(Model):
     """A resident. The document number is never stored in clear."""
 
     __tablename__ = "persons"

@@ -7,7 +7,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from anjuka.core.db import db
+from anjuka.core.db import Model
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
 from anjuka.dwellings.models import Dwelling
@@ -16,7 +16,7 @@ from anjuka.persons.models import Person
 FAMILY_RELATIONS = ("spouse", "parent", "child")
 
 
-class Residence(db.Model):
+class Residence(Model):
     """One registration; history is never deleted, a departure only ends it."""
 
     __tablename__ = "residences"

@@ -7,10 +7,10 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from anjuka.core.db import db
+from anjuka.core.db import Model
 
 
-class DwellingFigure(db.Model):
+class DwellingFigure(Model):
     """What a dwelling counts for in its area's figures: its capacity, whether it is over it.
 
     Kept so that a change to one dwelling moves its area's figures by the
@@ -25,7 +25,7 @@ class DwellingFigure(db.Model):
     over_capacity: Mapped[bool] = mapped_column(default=False)
 
 
-class AreaTotal(db.Model):
+class AreaTotal(Model):
     """An area's figures now (its own dwellings, not its subtree's)."""
 
     __tablename__ = "stats_area_totals"
@@ -36,7 +36,7 @@ class AreaTotal(db.Model):
     over_capacity: Mapped[int] = mapped_column(default=0)
 
 
-class AreaDay(db.Model):
+class AreaDay(Model):
     """What happened in an area on one of the registry's calendar days.
 
     Arrivals and departures are counted on the day they happened (an arrival

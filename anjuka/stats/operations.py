@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from anjuka.alerts.models import Alert
 from anjuka.areas.models import Area
 from anjuka.areas.operations import effective_policy
 from anjuka.core import signals
-from anjuka.core.db import db
+from anjuka.core.db import Model, db
 from anjuka.core.time import as_utc, local_date, local_today, start_of_day
 from anjuka.dwellings.models import Dwelling
 from anjuka.dwellings.operations import compute_capacity, is_over_capacity, occupancies
@@ -33,18 +35,18 @@ _BATCH = 1000
 INTERVALS = ("day", "week", "month")
 
 
-def _insert(model: type) -> sa.Insert:
+def _insert(model: type[Model]) -> PgInsert | SqliteInsert:
     dialect = db.session.get_bind().dialect.name
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
 
 
-def _add_to(model: type, keys: dict[str, object], changes: dict[str, int]) -> None:
+def _add_to(model: type[Model], keys: dict[str, object], changes: dict[str, int]) -> None:
     """Add ``changes`` to the row of ``model`` at ``keys``, creating it at zero first."""
     changes = {k: v for k, v in changes.items() if v}
     if not changes:
         return
     stmt = _insert(model).values(**keys, **changes)
-    table = model.__table__  # type: ignore[attr-defined]
+    table = model.__table__
     stmt = stmt.on_conflict_do_update(
         index_elements=list(keys),
         set_={name: table.c[name] + stmt.excluded[name] for name in changes},

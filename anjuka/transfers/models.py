@@ -8,7 +8,7 @@ from datetime import date, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from anjuka.core.db import db
+from anjuka.core.db import Model
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
 from anjuka.dwellings.models import Dwelling
@@ -38,7 +38,7 @@ def _in(column: str, values: type[enum.StrEnum]) -> str:
     return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
 
-class Transfer(db.Model):
+class Transfer(Model):
     """A desk asks for a person registered elsewhere (outside its scope) to move in.
 
     The old dwelling's desk and the old area's supervisors see the request;

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.auth.models import User
-from anjuka.core.db import db
+from anjuka.core.db import Model
 from anjuka.core.models import UTCDateTime
 from anjuka.core.time import utcnow
 from anjuka.dwellings.models import Dwelling
@@ -22,7 +22,7 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
-class Inspection(db.Model):
+class Inspection(Model):
     """One on-site check (查验): who checked what, where, when, with what result.
 
     Never holds a document number: a document check keeps the person's id,
@@ -78,7 +78,7 @@ class Inspection(db.Model):
     dwelling: Mapped[Dwelling | None] = relationship()
 
 
-class VerificationChallenge(db.Model):
+class VerificationChallenge(Model):
     """A random challenge for a CPU card's INTERNAL AUTHENTICATE, good once, briefly."""
 
     __tablename__ = "verification_challenges"

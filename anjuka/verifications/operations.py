@@ -295,8 +295,14 @@ def too_far_apart(place: Place, other: Inspection) -> bool:
     hours = abs((place.checked_at - other.checked_at).total_seconds()) / 3600
     if hours > TRAVEL_WINDOW.total_seconds() / 3600:
         return False
-    if place.latitude is not None and other.latitude is not None:
-        km = _distance_km(place.latitude, place.longitude, other.latitude, other.longitude)  # type: ignore[arg-type]
+    # A position is whole or absent (CHECK position_whole): latitude stands for both.
+    if (
+        place.latitude is not None
+        and place.longitude is not None
+        and other.latitude is not None
+        and other.longitude is not None
+    ):
+        km = _distance_km(place.latitude, place.longitude, other.latitude, other.longitude)
         return km >= MIN_DISTANCE_KM and km / max(hours, 1 / 60) > MAX_SPEED_KMH
     if place.dwelling is not None and other.dwelling is not None:
         return _city(place.dwelling) != _city(other.dwelling)
@@ -336,7 +342,7 @@ def judge(check: Check, place: Place) -> Inspection | None:
         check.decide("revoked", card.revocation_reason or card.status)
         return None
     presented = card is not None and check.input_kind != "document"
-    elsewhere = _impossible_travel(card, place) if presented else None  # type: ignore[arg-type]
+    elsewhere = _impossible_travel(card, place) if presented and card is not None else None
     if elsewhere is not None:
         check.decide("clone_suspected", "impossible_travel")
         return elsewhere

@@ -156,7 +156,7 @@ def _error_page(response: Response) -> Response:
     if not isinstance(body, dict) or "error" not in body:
         return response
     if response.status_code == 401:
-        return redirect(url_for("web.sign_in", next=request.full_path.rstrip("?")))  # type: ignore[return-value]
+        return redirect(url_for("web.sign_in", next=request.full_path.rstrip("?")))
     refusal = AppError(
         str(body.get("message", "")),
         code=str(body["error"]),
@@ -183,7 +183,7 @@ def _nav(role: str | None) -> list[dict[str, Any]]:
 def _page_context() -> dict[str, Any]:
     identity = current_identity()
     user = identity.subject if identity is not None and identity.kind == "user" else None
-    role = identity.role if user is not None else None
+    role = identity.role if identity is not None and user is not None else None
     return {
         "nav": _nav(role),
         "role_names": ROLE_NAMES,

@@ -77,6 +77,7 @@ def build_apdu(
 
 def error_for(sw: int, what: str = "") -> errors.ApduError:
     """Return the typed error for status word ``sw``."""
+    cls: type[errors.ApduError]
     if sw & 0xFFF0 == SW.VERIFY_FAILED:
         cls, text = errors.AuthenticationError, f"authentication failed, {sw & 0xF} tries left"
     else:

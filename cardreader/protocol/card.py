@@ -66,7 +66,8 @@ def read_record(
         session.open()
         return session.read_current()
     mifare_keys = _keys(card_type, keys) if keys is not None else None
-    assert mifare_keys is None or isinstance(mifare_keys, MifareKeys)
+    if mifare_keys is not None and not isinstance(mifare_keys, MifareKeys):
+        raise ValueError("a MIFARE card is read with MIFARE keys, not CPU card keys")
     return MifareSession(connection).read_current(mifare_keys)
 
 

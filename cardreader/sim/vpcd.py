@@ -13,27 +13,14 @@ import contextlib
 import logging
 import socket
 import threading
-from typing import Protocol
 
-from cardreader.transport.base import CardRemovedError, trace
+from cardreader.transport.base import CardRemovedError, SimulatedCard, trace
 
 log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 35963
 POWER_OFF, POWER_ON, RESET, GET_ATR = 0, 1, 2, 4
 _POLL = 0.05
-
-
-class VirtualCard(Protocol):
-    """What the vpcd client drives."""
-
-    atr: bytes
-
-    def power_on(self) -> None:
-        """Reset volatile state."""
-
-    def process_apdu(self, apdu: bytes) -> bytes:
-        """Answer one command APDU."""
 
 
 class Stopped(Exception):
@@ -87,7 +74,7 @@ class VpcdLink:
 
 
 def serve(
-    card: VirtualCard,
+    card: SimulatedCard,
     link: VpcdLink,
     stop: threading.Event,
     tear_after: int | None = None,

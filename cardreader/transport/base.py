@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from types import TracebackType
+from typing import Protocol
 
 #: Below DEBUG: APDU traces carry keys and record bytes, so they get their own level.
 APDU_TRACE = 5
@@ -67,6 +68,24 @@ class Reader(ABC):
     @abstractmethod
     def is_available(self) -> bool:
         """True when the reader is present (a card need not be)."""
+
+
+class SimulatedCard(Protocol):
+    """A card model in software, as the memory reader and the vpcd link drive it."""
+
+    atr: bytes
+
+    def power_on(self) -> None:
+        """Reset volatile state, as when the card enters the field."""
+
+    def process_apdu(self, apdu: bytes) -> bytes:
+        """Answer one command APDU with response data + SW1 SW2.
+
+        A card that tears itself inside a write raises CardRemovedError.
+        """
+
+    def arm_tear(self, keep: int | None, writes: int = 0) -> None:
+        """Cut the next write (after ``writes`` more) short, keeping ``keep`` bytes."""
 
 
 def trace(direction: str, data: bytes) -> None:

@@ -4,33 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Protocol
 
 from cardreader.transport.base import (
     CardRemovedError,
     Connection,
     NoReaderError,
     Reader,
+    SimulatedCard,
     trace,
 )
-
-
-class SimulatedCard(Protocol):
-    """What the memory transport needs from a card model."""
-
-    atr: bytes
-
-    def power_on(self) -> None:
-        """Reset volatile state, as when the card enters the field."""
-
-    def process_apdu(self, apdu: bytes) -> bytes:
-        """Answer one command APDU with response data + SW1 SW2.
-
-        A card that tears itself inside a write raises CardRemovedError.
-        """
-
-    def arm_tear(self, keep: int | None, writes: int = 0) -> None:
-        """Cut the next write (after ``writes`` more) short, keeping ``keep`` bytes."""
 
 
 class MemoryReader(Reader):
@@ -88,11 +70,11 @@ class MemoryReader(Reader):
         with self._cond:
             if not self.plugged:
                 raise NoReaderError(f"reader {self.name!r} is not plugged in")
-            if not self._cond.wait_for(lambda: self._card is not None, timeout):
+            card = self._cond.wait_for(lambda: self._card, timeout)
+            if card is None:
                 return None
-            assert self._card is not None
-            self._card.power_on()
-            return MemoryConnection(self, self._card, self._insertions)
+            card.power_on()
+            return MemoryConnection(self, card, self._insertions)
 
     def _transmit(self, card: SimulatedCard, insertion: int, apdu: bytes) -> bytes:
         with self._cond:

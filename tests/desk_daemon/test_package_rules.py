@@ -13,16 +13,14 @@ from pathlib import Path
 import pytest
 from cardreader_testkit import CPU_KEYS, MIFARE_KEYS, make_record
 
-from cardreader import record
+import cardreader
 from cardreader.protocol import card
 from cardreader.sim.cpu import SimCpuCard
 from cardreader.sim.mifare import SimMifareCard
 from cardreader.transport.base import APDU_TRACE
 from cardreader.transport.memory import MemoryReader
 
-# Not cardreader.__file__: with tests/ on sys.path, "cardreader" can also name
-# this test folder as a namespace package; a submodule's file is unambiguous.
-PACKAGE = Path(record.__file__).parent
+PACKAGE = Path(cardreader.__file__).parent
 
 
 def test_no_flask_no_anjuka_and_one_smartcard_import():

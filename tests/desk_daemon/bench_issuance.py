@@ -2,7 +2,7 @@
 
 Run as a command (not collected by pytest):
 
-    .venv/bin/python tests/cardreader/bench_issuance.py [--count 10]
+    .venv/bin/python tests/desk_daemon/bench_issuance.py [--count 10]
 
 It reuses a running pcscd or starts one (and stops only that one), starts
 ``anjuka-cardsim`` per card, and times GET UID + write_record (with its

@@ -265,3 +265,9 @@ def test_parse_keys_rejects_bad_sizes():
 def test_layout_image_fits_both_cards():
     assert SimCpuCard().ef.__len__() == layout.IMAGE_SIZE
     assert len(MIFARE_PROFILE.image_blocks()) * 16 == layout.IMAGE_SIZE
+
+
+def test_a_mifare_card_is_not_read_with_cpu_card_keys():
+    connection = connect(MemoryReader(card=SimMifareCard()))
+    with pytest.raises(ValueError, match="MIFARE keys"):
+        card.read_record(connection, "mifare1k", parse_keys("cpu", CPU_KEYS))

@@ -215,7 +215,7 @@ def admin_area_post(code: str) -> Response | tuple[str, int]:
     if tried.refusal is not None:
         return _area_page(area, tried.refusal.status, form, {}, tried.message)
     flash(_("The area's policy is saved."))
-    return redirect(url_for("web.admin_area", code=area.code))  # type: ignore[return-value]
+    return redirect(url_for("web.admin_area", code=area.code))
 
 
 # -- users ---------------------------------------------------------------------------
@@ -264,7 +264,7 @@ def admin_users_post() -> Response | tuple[str, int]:
             tried.refusal.status if tried.refusal else 422, form=kept, error=tried.message
         )
     flash(_("The account %(name)s is created.", name=tried.result.username))
-    return redirect(url_for("web.admin_user", user_id=tried.result.id))  # type: ignore[return-value]
+    return redirect(url_for("web.admin_user", user_id=tried.result.id))
 
 
 def _user_page(user: User, status: int = 200, **context: Any) -> tuple[str, int]:
@@ -292,7 +292,7 @@ def admin_user_role(user_id: int) -> Response | tuple[str, int]:
             user, tried.refusal.status, role_error=tried.message, chosen_role=role, scopes=scopes
         )
     flash(_("The role and scopes are saved."))
-    return redirect(url_for("web.admin_user", user_id=user.id))  # type: ignore[return-value]
+    return redirect(url_for("web.admin_user", user_id=user.id))
 
 
 @blp.route("/admin/users/<int:user_id>/active", methods=["POST"])
@@ -306,7 +306,7 @@ def admin_user_active(user_id: int) -> Response | tuple[str, int]:
         db.session.refresh(user)
         return _user_page(user, tried.refusal.status, active_error=tried.message)
     flash(_("The account may sign in again.") if enable else _("The account is disabled."))
-    return redirect(url_for("web.admin_user", user_id=user.id))  # type: ignore[return-value]
+    return redirect(url_for("web.admin_user", user_id=user.id))
 
 
 @blp.route("/admin/users/<int:user_id>/password", methods=["POST"])
@@ -321,7 +321,7 @@ def admin_user_password(user_id: int) -> Response | tuple[str, int]:
     if tried.refusal is not None:
         return _user_page(user, tried.refusal.status, password_error=tried.message)
     flash(_("The password is set; the account's sessions and tokens were ended."))
-    return redirect(url_for("web.admin_user", user_id=user.id))  # type: ignore[return-value]
+    return redirect(url_for("web.admin_user", user_id=user.id))
 
 
 # -- readers and keys ------------------------------------------------------------------

@@ -172,7 +172,7 @@ def readers_for(dwelling: Dwelling) -> list[Reader]:
 def _chosen_reader(readers: list[Reader]) -> int | None:
     remembered = session.get("desk_reader")
     if any(r.id == remembered for r in readers):
-        return remembered  # type: ignore[no-any-return]
+        return remembered
     return readers[0].id if readers else None
 
 
@@ -323,7 +323,7 @@ def _arrival_form() -> dict[str, Any]:
         "family_of",
         "override_reason",
     )
-    form = {name: request.form.get(name, "") for name in keep}
+    form: dict[str, Any] = {name: request.form.get(name, "") for name in keep}
     form["move"] = bool(request.form.get("move"))
     return form
 
@@ -388,7 +388,7 @@ def register_arrival(dwelling_id: int) -> tuple[str, int] | Response:
         )
     residence = tried.result
     assert residence is not None  # noqa: S101 (an attempt without refusal has its result)
-    return redirect(  # type: ignore[return-value]
+    return redirect(
         url_for("web.desk_dwelling_arrived", dwelling_id=dwelling.id, residence=residence.id)
     )
 
@@ -577,7 +577,7 @@ def issue_card(residence_id: int) -> Response | tuple[str, int]:
     tried = attempt(issue)
     if tried.result is None:
         return _residence_page(residence, status=tried.refusal.status, error=tried.message)  # type: ignore[union-attr]
-    return redirect(url_for("web.desk_card", card_no=tried.result.card_no))  # type: ignore[return-value]
+    return redirect(url_for("web.desk_card", card_no=tried.result.card_no))
 
 
 @blp.route(
@@ -615,8 +615,8 @@ def record_departure(residence_id: int) -> Response | tuple[str, int]:
     if tried.refusal is not None:
         return _residence_page(residence, status=tried.refusal.status, error=tried.message)
     if tried.result is not None:
-        return redirect(url_for("web.desk_card", card_no=tried.result.card.card_no))  # type: ignore[return-value]
-    return redirect(url_for("web.desk_residence", residence_id=residence_id))  # type: ignore[return-value]
+        return redirect(url_for("web.desk_card", card_no=tried.result.card.card_no))
+    return redirect(url_for("web.desk_residence", residence_id=residence_id))
 
 
 # ---------------------------------------------------------------- a card and its job
@@ -707,7 +707,7 @@ def retry_card(card_no: str) -> Response | tuple[str, int]:
     tried = attempt(retry)
     if tried.refusal is not None:
         return _card_page(found, status=tried.refusal.status, error=tried.message)
-    return redirect(url_for("web.desk_card", card_no=found.card_no))  # type: ignore[return-value]
+    return redirect(url_for("web.desk_card", card_no=found.card_no))
 
 
 @blp.route("/desk/cards/<card_no>/return", methods=["POST"], endpoint="desk_return_card")
@@ -723,7 +723,7 @@ def return_card(card_no: str) -> Response | tuple[str, int]:
     tried = attempt(take_back)
     if tried.refusal is not None:
         return _card_page(found, status=tried.refusal.status, error=tried.message)
-    return redirect(url_for("web.desk_card", card_no=found.card_no))  # type: ignore[return-value]
+    return redirect(url_for("web.desk_card", card_no=found.card_no))
 
 
 @blp.route("/desk/cards/<card_no>/revoke", methods=["POST"], endpoint="desk_revoke_card")
@@ -741,4 +741,4 @@ def revoke_card(card_no: str) -> Response | tuple[str, int]:
     tried = attempt(revoke)
     if tried.refusal is not None:
         return _card_page(found, status=tried.refusal.status, error=tried.message)
-    return redirect(url_for("web.desk_residence", residence_id=found.residence_id))  # type: ignore[return-value]
+    return redirect(url_for("web.desk_residence", residence_id=found.residence_id))

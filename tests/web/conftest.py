@@ -137,14 +137,15 @@ def untranslated(text: str) -> list[str]:
 #: The page's words, leaving out data (``translate="no"``) and text marked as another language.
 _PAGE_WORDS = """() => {
   const body = document.body.cloneNode(true);
-  body.querySelectorAll('[translate=no], [lang], script, noscript, style, template').forEach(e => e.remove());
+  const hidden = '[translate=no], [lang], script, noscript, style, template';
+  body.querySelectorAll(hidden).forEach(e => e.remove());
   return document.title + '\\n' + body.textContent;
 }"""
 
 
 def wrong_language(page: object) -> list[str]:
-    """What on the page as shown (with scripts on) is not in its language: Latin words on a Chinese page,
-    Chinese characters on an English one."""
+    """What the page shows (scripts on) that is not in its language: Latin words on a
+    Chinese page, Chinese characters on an English one."""
     text = page.evaluate(_PAGE_WORDS)  # type: ignore[attr-defined]
     if page.locator("html").get_attribute("lang") == "en":  # type: ignore[attr-defined]
         return re.findall(r"[\u3400-\u9fff]+", text)

@@ -99,7 +99,8 @@ def test_every_page_a_role_reaches_is_in_its_language_and_accessible(
         # An SVG chart's links have no string ``href``: resolve the attribute instead.
         return page.eval_on_selector_all(
             selector,
-            "as => as.map(a => new URL(a.getAttribute('href'), document.baseURI).href.split('#')[0])",
+            "as => as.map(a => new URL(a.getAttribute('href'), document.baseURI)"
+            ".href.split('#')[0])",
         )
 
     def check(url: str) -> bool:

@@ -13,6 +13,8 @@ threads = int(os.environ.get("ANJUKA_THREADS", 4))
 # Desk daemons long-poll for up to 30 s.
 timeout = 60
 graceful_timeout = 30
+# gunicorn's largest: any longer line gets gunicorn's own HTML 414 (docs/deployment.md).
+limit_request_line = 8190
 # One JSON object per line (anjuka/core/logs.py); the app logs each request itself.
 logconfig_dict = LOGGING
 forwarded_allow_ips = os.environ.get("ANJUKA_FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -127,6 +127,17 @@ def test_metrics_answer_only_the_allowed_addresses(served):
     assert outside.json()["error"] == "not_found"
 
 
+def test_long_request_lines_get_the_error_shape_up_to_the_documented_limit(served):
+    """gunicorn's default (4094) would answer a 5000-byte line in HTML; the config raises it."""
+    long = requests.get(f"{served.url}/api/v1/dwellings?note={'x' * 5000}", timeout=30)
+    assert long.status_code == 401
+    assert long.headers["Content-Type"] == "application/json"
+    assert long.json()["error"] == "unauthorized"
+    # Beyond gunicorn's largest limit: its own answer, the documented exception.
+    too_long = requests.get(f"{served.url}/api/v1/dwellings?note={'x' * 8200}", timeout=30)
+    assert too_long.status_code == 414
+
+
 def _number(serial: int) -> str:
     first17 = f"44030419850612{serial:03d}"
     return first17 + resident_id_check_char(first17)

@@ -29,6 +29,7 @@ if _own_metrics_dir:
 
 def on_starting(server):  # type: ignore[no-untyped-def]
     """Forget the figures of an earlier run left in a configured metrics directory."""
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], mode=0o700, exist_ok=True)
     for entry in os.scandir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
         if entry.name.endswith(".db"):
             os.unlink(entry.path)

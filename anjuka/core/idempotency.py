@@ -206,7 +206,7 @@ def idempotent(view: F) -> F:
             }
         ]
     )
-    return documented(run)  # type: ignore[return-value]
+    return documented(run)
 
 
 def purge_expired(now: datetime | None = None) -> int:

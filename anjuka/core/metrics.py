@@ -70,7 +70,7 @@ def _watch_pool(engine: sa.Engine) -> None:
     counted: set[int] = set()
 
     @sa.event.listens_for(engine, "checkout")
-    def _checkout(*_args):  # type: ignore[no-untyped-def]
+    def _checkout(*_args: object) -> None:
         # Not at start: the master process preloads the app and must not count a pool.
         if os.getpid() not in counted:
             counted.add(os.getpid())
@@ -81,7 +81,7 @@ def _watch_pool(engine: sa.Engine) -> None:
         POOL_IN_USE.inc()
 
     @sa.event.listens_for(engine, "checkin")
-    def _checkin(*_args):  # type: ignore[no-untyped-def]
+    def _checkin(*_args: object) -> None:
         POOL_IN_USE.dec()
 
 

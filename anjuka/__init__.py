@@ -11,7 +11,7 @@ __all__ = ["create_app"]
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the Flask application; tests pass their own ``Config``."""
-    from anjuka.core import db, errors, keys, limits, security, transactions
+    from anjuka.core import db, errors, keys, limits, metrics, security, transactions
     from anjuka.core.api import Api
     from anjuka.domains import register_domains
 
@@ -23,6 +23,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["anjuka_api"] = Api(app)
     keys.init_app(app, config)
     errors.init_app(app)
+    metrics.init_app(app)  # request counts, latencies and the JSON request log
     security.init_app(app)
     limits.init_app(app, config)
     register_domains(app)

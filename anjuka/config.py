@@ -49,6 +49,10 @@ class Config:
     webhook_worker: str | None = None
     #: Seconds between webhook passes when no commit wakes the worker.
     webhook_interval: float = 5.0
+    #: How long an ``Idempotency-Key`` and its answer are kept.
+    idempotency_lifetime: timedelta = timedelta(hours=24)
+    #: Addresses and networks that may read ``/metrics`` (others get 404).
+    metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:
@@ -71,6 +75,10 @@ class Config:
             values["webhook_worker"] = env["ANJUKA_WEBHOOK_WORKER"]
         if env.get("ANJUKA_WEBHOOK_INTERVAL"):
             values["webhook_interval"] = float(env["ANJUKA_WEBHOOK_INTERVAL"])
+        if env.get("ANJUKA_IDEMPOTENCY_HOURS"):
+            values["idempotency_lifetime"] = timedelta(hours=float(env["ANJUKA_IDEMPOTENCY_HOURS"]))
+        if env.get("ANJUKA_METRICS_ALLOW"):
+            values["metrics_allow"] = tuple(env["ANJUKA_METRICS_ALLOW"].replace(",", " ").split())
         for name in ("sign_in_limit", "sign_in_address_limit", "lookup_limit"):
             if env.get(f"ANJUKA_{name.upper()}"):
                 values[name] = env[f"ANJUKA_{name.upper()}"]

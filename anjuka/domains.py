@@ -69,6 +69,12 @@ def register_domains(app: Flask) -> None:
 
     del import_models  # imported for its tables
 
+    # Health, readiness and metrics for operators (outside the API and its document).
+    from anjuka.ops import api as ops_api
+
+    ops_api.check_metrics_allow(app)
+    app.register_blueprint(ops_api.blp)
+
     # The pages, last: they call every domain above.
     from anjuka.web import account, admin, audit, desk, pages, patrol, supervise
 

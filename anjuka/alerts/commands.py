@@ -33,8 +33,10 @@ from flask.cli import with_appcontext
 def sweep(as_of: datetime | None, expiring_days: int, reader_silence_hours: int) -> None:
     """Raise card_not_returned, late_registration, registration_expiring, card_expiring
     and reader_offline alerts; resolve those whose cause is gone. Idempotent; safe to
-    run on several hosts at once (the second waits or skips)."""
+    run on several hosts at once (the second waits or skips). Also deletes the
+    idempotency keys past their lifetime."""
     from anjuka.alerts.sweep import run_sweep
+    from anjuka.core.idempotency import purge_expired
     from anjuka.core.transactions import command_transaction
 
     with command_transaction():
@@ -43,4 +45,6 @@ def sweep(as_of: datetime | None, expiring_days: int, reader_silence_hours: int)
             expiring_days=expiring_days,
             reader_silence=timedelta(hours=reader_silence_hours),
         )
+        purged = purge_expired()
     click.echo(report.summary())
+    click.echo(f"idempotency keys expired and deleted: {purged}")

@@ -32,6 +32,7 @@ from anjuka.cards.schemas import (
     ReaderSchema,
 )
 from anjuka.core.errors import AppError
+from anjuka.core.idempotency import idempotent
 from anjuka.core.pagination import paginate
 from anjuka.core.security import requires
 
@@ -68,6 +69,7 @@ def _choose_reader(reader_id: int | None, default_id: int | None) -> tuple[Reade
 
 
 @blp.route("/cards", methods=["POST"])
+@idempotent
 @blp.arguments(CardIssueSchema)
 @blp.response(202, CardIssuedSchema)
 @requires(*DESK_ROLES)

@@ -7,6 +7,7 @@ from flask_smorest import Blueprint
 
 from anjuka.core.db import db
 from anjuka.core.errors import NotFound
+from anjuka.core.idempotency import idempotent
 from anjuka.core.pagination import paginate
 from anjuka.core.privacy import RevealQuerySchema, check_reveal
 from anjuka.core.security import require_identity, requires
@@ -87,6 +88,7 @@ def get_person_or_404(person_id: int) -> tuple[Person, Residence]:
 
 
 @blp.route("/residences", methods=["POST"])
+@idempotent
 @blp.arguments(ArrivalSchema)
 @blp.response(201, ResidenceSchema)
 @requires(*DESKS)
@@ -127,6 +129,7 @@ def get_residence(query: dict, residence_id: int):
 
 
 @blp.route("/residences/<int:residence_id>/departure", methods=["POST"])
+@idempotent
 @blp.arguments(DepartureSchema)
 @blp.response(200, ResidenceSchema)
 @requires(*DESKS)

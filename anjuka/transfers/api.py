@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 from anjuka.core.db import db
 from anjuka.core.dumping import set_dump_context
 from anjuka.core.errors import NotFound
+from anjuka.core.idempotency import idempotent
 from anjuka.core.pagination import paginate
 from anjuka.core.security import Identity, require_identity, requires
 from anjuka.core.transactions import keep_on_refusal
@@ -84,6 +85,7 @@ def get_transfer_or_404(
 
 
 @blp.route("/transfers", methods=["POST"])
+@idempotent
 @document_lookups
 @blp.arguments(TransferRequestSchema)
 @blp.response(201, TransferSchema)

@@ -12,6 +12,7 @@ from flask_smorest import Blueprint
 from anjuka.areas.models import Area
 from anjuka.cards.models import Card
 from anjuka.core.db import db
+from anjuka.core.idempotency import idempotent
 from anjuka.core.scope import scope_of
 from anjuka.core.security import Identity, require_identity, requires
 from anjuka.dwellings.permissions import get_dwelling_or_404
@@ -36,6 +37,7 @@ GZIP_MIN_BYTES = 1024
 
 
 @blp.route("/verifications", methods=["POST"])
+@idempotent
 @document_lookups
 @blp.arguments(VerificationSchema)
 @blp.response(201, VerificationResultSchema)

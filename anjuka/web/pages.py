@@ -145,7 +145,12 @@ def render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
 
 
 def _wants_page() -> bool:
-    return not request.path.startswith("/api/") and request.endpoint != "web.static"
+    # /healthz, /readyz and /metrics (the "ops" blueprint) answer machines, in JSON.
+    return (
+        not request.path.startswith("/api/")
+        and request.endpoint != "web.static"
+        and request.blueprint != "ops"
+    )
 
 
 def _error_page(response: Response) -> Response:

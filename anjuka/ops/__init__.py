@@ -1,0 +1,1 @@
+"""Running the registry: health, readiness and metrics for load balancers and operators."""

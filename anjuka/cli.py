@@ -13,6 +13,7 @@ from anjuka.core.db import db
 from anjuka.core.transactions import command_transaction
 from anjuka.imports.commands import gen_city, import_command
 from anjuka.notifications.commands import webhooks
+from anjuka.personal_data.commands import persons, retention
 from anjuka.stats.commands import stats
 
 
@@ -340,6 +341,8 @@ cli.add_command(readers)
 cli.add_command(gen_city)
 cli.add_command(import_command)
 cli.add_command(stats)
+cli.add_command(retention)
+cli.add_command(persons)
 
 
 def main() -> None:

@@ -48,6 +48,11 @@ def lookup_digest(document: ParsedDocument) -> str:
     return blind_index(_index_input(document), _LOOKUP_PURPOSE)
 
 
+def lookup_digest_candidates(document: ParsedDocument) -> list[str]:
+    """:func:`lookup_digest` under every blind-index key in the ring (older look-ups too)."""
+    return blind_index_candidates(_index_input(document), _LOOKUP_PURPOSE)
+
+
 def record_document_lookup(
     identity: Identity, document: ParsedDocument, person_id: int | None, *, via: str
 ) -> None:
@@ -156,7 +161,10 @@ def reencrypt_all(batch: int = 1000) -> int:
     last_id = 0
     while True:
         rows = db.session.scalars(
-            sa.select(Person).where(Person.id > last_id).order_by(Person.id).limit(batch)
+            sa.select(Person)
+            .where(Person.id > last_id, Person.anonymised_on.is_(None))
+            .order_by(Person.id)
+            .limit(batch)
         ).all()
         if not rows:
             return changed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 import sqlalchemy as sa
@@ -147,11 +148,23 @@ def reveal_person(
     return revealed
 
 
-def reencrypt_all(batch: int = 1000) -> int:
+def persons_to_examine() -> int:
+    """How many persons :func:`reencrypt_all` looks at (every one not anonymised)."""
+    return db.session.scalar(
+        sa.select(sa.func.count()).select_from(Person).where(Person.anonymised_on.is_(None))
+    )
+
+
+def reencrypt_all(batch: int = 1000, *, done: Callable[[int], None] | None = None) -> int:
     """Rewrite every person's ciphertexts under the active keys, bound to their rows.
 
     After a key rotation, and once after upgrading from ciphertexts that were
-    not bound to their rows. Returns how many persons were rewritten.
+    not bound to their rows. Returns how many persons were rewritten. Rows
+    already under the active keys are left alone, so a run that stopped is
+    resumed by running it again; ``done(n)`` is called after each batch of
+    ``n`` persons is flushed (the command commits there). Each batch is
+    locked while it is rewritten, so a desk changing a phone meanwhile
+    waits rather than being overwritten.
     """
     from anjuka.core.keys import keyring
     from anjuka.core.protect import is_current
@@ -165,6 +178,8 @@ def reencrypt_all(batch: int = 1000) -> int:
             .where(Person.id > last_id, Person.anonymised_on.is_(None))
             .order_by(Person.id)
             .limit(batch)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         ).all()
         if not rows:
             return changed
@@ -181,3 +196,5 @@ def reencrypt_all(batch: int = 1000) -> int:
             person.seal(number, phone)
             changed += 1
         db.session.flush()
+        if done is not None:
+            done(len(rows))

@@ -35,6 +35,23 @@ def find_person(document: ParsedDocument) -> Person | None:
     return db.session.scalar(sa.select(Person).where(Person.document_index.in_(candidates)))
 
 
+def hold_person(person: Person) -> Person | None:
+    """Share-lock ``person`` for an arrival; None if it was anonymised meanwhile.
+
+    ``anjuka retention run`` locks the persons it anonymises, so an arrival
+    and the retention of the same person are ordered: an arrival first keeps
+    the person (the run sees the new residence), a run first makes the
+    arrival record a new person.
+    """
+    held = db.session.scalar(
+        sa.select(Person)
+        .where(Person.id == person.id)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    )
+    return None if held is None or held.anonymised_on is not None else held
+
+
 def find_by_document(document_type: str, number: str) -> Person | None:
     """Validate and look up a document number."""
     return find_person(parse_document(document_type, number))

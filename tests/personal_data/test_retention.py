@@ -215,3 +215,56 @@ def test_the_retention_period_is_a_policy_field_inherited_down_the_tree(client, 
 def test_years_before_keeps_the_calendar_day():
     assert years_before(date(2026, 3, 1), 3) == date(2023, 3, 1)
     assert years_before(date(2028, 2, 29), 3) == date(2025, 2, 28)
+
+
+@pytest.mark.postgres
+def test_an_arrival_waiting_on_a_retention_run_records_a_new_person(
+    app, backend, client, registry, arrive, create_dwelling
+):
+    """The run locks the person first: the arrival waits, then finds them gone and starts anew."""
+    import threading
+    import time
+
+    import psycopg
+
+    assert backend == "postgresql"
+    headers, numbers, people = registry["headers"], registry["numbers"], registry["people"]
+    dwelling = create_dwelling("RT")
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    run = psycopg.connect(url)
+    run.execute("SELECT 1 FROM persons WHERE id = %s FOR UPDATE", [people["old"]])
+    outcome: dict = {}
+
+    def register() -> None:
+        with app.app_context():
+            outcome["response"] = arrive(headers, dwelling, number=numbers["old"], name="回来")
+
+    desk = threading.Thread(target=register)
+    desk.start()
+    deadline = time.monotonic() + 20
+    # Activity is read outside the run's transaction (it would see one snapshot).
+    with psycopg.connect(url, autocommit=True) as watcher:
+        while time.monotonic() < deadline:
+            waiting = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+            ).fetchone()
+            if waiting and waiting[0] >= 1:
+                break
+            time.sleep(0.05)
+        else:
+            run.close()
+            pytest.fail("the arrival never waited for the person's lock")
+    run.execute(
+        "UPDATE persons SET name = '', document_masked = '', document_number_enc = '',"
+        " document_index = 'anonymised:' || id, anonymised_on = CURRENT_DATE WHERE id = %s",
+        [people["old"]],
+    )
+    run.commit()
+    run.close()
+    desk.join(timeout=30)
+
+    response = outcome["response"]
+    assert response.status_code == 201, response.json
+    assert response.json["person_id"] != people["old"]
+    assert _found(client, headers, numbers["old"]) == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import click
 from flask.cli import FlaskGroup, with_appcontext
@@ -13,6 +14,7 @@ from anjuka.core.db import db
 from anjuka.core.transactions import command_transaction
 from anjuka.imports.commands import gen_city, import_command
 from anjuka.notifications.commands import webhooks
+from anjuka.personal_data.commands import persons, retention
 from anjuka.stats.commands import stats
 
 
@@ -213,29 +215,91 @@ def keys() -> None:
     """Key material: rotation and re-encryption."""
 
 
+KEY_FAMILIES = ["signing", "encryption", "blind_index", "card_master"]
+
+
 @keys.command("rotate")
-@click.argument(
-    "family", type=click.Choice(["signing", "encryption", "blind_index", "card_master"])
+@click.argument("family", type=click.Choice(KEY_FAMILIES))
+@click.option(
+    "--staged",
+    is_flag=True,
+    help="add the key without using it yet: restart every process, then `keys activate`",
 )
 @with_appcontext
-def keys_rotate(family: str) -> None:
+def keys_rotate(family: str, staged: bool) -> None:
     """Add a new key to FAMILY and make it active (restart the app afterwards)."""
     from anjuka.core.keys import keyring, rotate
 
-    new_id = rotate(keyring().path, family)
-    click.echo(f"{family}: new active key {new_id}")
+    new_id = rotate(keyring().path, family, activate=not staged)
+    if staged:
+        click.echo(f"{family}: new key {new_id} staged (read, not yet written with)")
+    else:
+        click.echo(f"{family}: new active key {new_id}")
+
+
+@keys.command("activate")
+@click.argument("family", type=click.Choice(KEY_FAMILIES))
+@click.argument("key_id")
+@with_appcontext
+def keys_activate(family: str, key_id: str) -> None:
+    """Write new values with KEY_ID of FAMILY (a staged key every process already reads)."""
+    from anjuka.core.keys import activate, keyring
+
+    try:
+        activate(keyring().path, family, key_id)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    click.echo(f"{family}: active key {key_id} (restart the app)")
 
 
 @keys.command("reencrypt")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True)
 @with_appcontext
-def keys_reencrypt() -> None:
-    """Rewrite stored personal data under the active keys, bound to its rows."""
-    from anjuka.dwellings.operations import reencrypt_landlords
-    from anjuka.persons.operations import reencrypt_all
+def keys_reencrypt(batch_size: int) -> None:
+    """Rewrite stored personal data under the active keys, bound to its rows.
 
+    Each batch is committed as it is done, so the app keeps serving (every
+    key in the ring still reads) and an interrupted run is resumed by running
+    it again: rows already under the active keys are skipped.
+    """
+    from rich.progress import TaskID
+
+    from anjuka.audit.operations import record
+    from anjuka.core.keys import keyring
+    from anjuka.dwellings.operations import landlords_to_examine, reencrypt_landlords
+    from anjuka.personal_data.commands import progress_bar
+    from anjuka.persons.operations import persons_to_examine, reencrypt_all
+
+    with progress_bar() as bar:
+        people = bar.add_task("persons", total=persons_to_examine())
+        places = bar.add_task("landlords", total=landlords_to_examine())
+
+        def committed(task: TaskID) -> Callable[[int], None]:
+            def done(n: int) -> None:
+                db.session.commit()
+                bar.advance(task, n)
+
+            return done
+
+        try:
+            persons = reencrypt_all(batch_size, done=committed(people))
+            landlords = reencrypt_landlords(batch_size, done=committed(places))
+        except BaseException:
+            db.session.rollback()
+            raise
+    ring = keyring()
     with command_transaction():
-        persons = reencrypt_all()
-        landlords = reencrypt_landlords()
+        record(
+            "keys.reencrypt",
+            subject_type="keys",
+            chain="system",
+            details={
+                "encryption": ring.encryption[0],
+                "blind_index": ring.blind_index[0],
+                "persons": persons,
+                "landlords": landlords,
+            },
+        )
     click.echo(f"re-encrypted {persons} persons, {landlords} landlords")
 
 
@@ -340,6 +404,8 @@ cli.add_command(readers)
 cli.add_command(gen_city)
 cli.add_command(import_command)
 cli.add_command(stats)
+cli.add_command(retention)
+cli.add_command(persons)
 
 
 def main() -> None:

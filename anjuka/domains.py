@@ -64,6 +64,11 @@ def register_domains(app: Flask) -> None:
     stats.connect()
     api.register_blueprint(stats_api.blp, url_prefix=API_PREFIX)
 
+    # A person's data export for a lawful request (docs/privacy.md).
+    from anjuka.personal_data import api as personal_data_api
+
+    api.register_blueprint(personal_data_api.blp, url_prefix=API_PREFIX)
+
     # Legacy imports keep their progress and refusals in tables of their own.
     from anjuka.imports import models as import_models
 

@@ -21,6 +21,7 @@ POLICY_FIELDS = (
     "registration_deadline_days",
     "card_return_grace_days",
     "card_validity_days",
+    "retention_years",
 )
 
 
@@ -35,6 +36,7 @@ class Area(Model):
         sa.CheckConstraint("registration_deadline_days >= 0", name="deadline_not_negative"),
         sa.CheckConstraint("card_return_grace_days >= 0", name="grace_not_negative"),
         sa.CheckConstraint("card_validity_days >= 1", name="validity_positive"),
+        sa.CheckConstraint("retention_years >= 1", name="retention_positive"),
         sa.CheckConstraint("code <> ''", name="code_not_empty"),
     )
 
@@ -53,6 +55,8 @@ class Area(Model):
     registration_deadline_days: Mapped[int | None]
     card_return_grace_days: Mapped[int | None]
     card_validity_days: Mapped[int | None]
+    #: Whole years after a departure before the residence's person is anonymised.
+    retention_years: Mapped[int | None]
 
     parent: Mapped[Area | None] = relationship(remote_side=[id])
 

@@ -18,7 +18,8 @@ from anjuka.core.errors import Conflict, InvalidInput, NotFound
 #: Where no area up the tree sets a field. 5 m² usable per person is the
 #: Beijing and Shanghai figure; two persons per room the common rule; minors
 #: count unless an area (Ningbo) says otherwise; 3 working days is Zhejiang's
-#: registration deadline.
+#: registration deadline; a departed resident's identity is kept 3 years
+#: (docs/privacy.md, "Retention").
 DEFAULT_POLICY: dict[str, object] = {
     "min_area_per_person_m2": Decimal("5"),
     "area_basis": "usable",
@@ -28,6 +29,7 @@ DEFAULT_POLICY: dict[str, object] = {
     "registration_deadline_days": 3,
     "card_return_grace_days": 7,
     "card_validity_days": 365,
+    "retention_years": 3,
 }
 
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -45,6 +47,7 @@ class Policy:
     registration_deadline_days: int
     card_return_grace_days: int
     card_validity_days: int
+    retention_years: int
     sources: dict[str, str]
 
 

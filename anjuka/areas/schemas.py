@@ -27,6 +27,12 @@ class PolicySchema(ma.Schema):
     card_validity_days = fields.Integer(
         allow_none=True, strict=True, validate=validate.Range(1, 3650)
     )
+    retention_years = fields.Integer(
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(1, 100),
+        metadata={"description": "years after a departure before the identity is anonymised"},
+    )
 
 
 class AreaCreateSchema(ma.Schema):
@@ -50,6 +56,7 @@ class EffectivePolicySchema(ma.Schema):
     registration_deadline_days = fields.Integer()
     card_return_grace_days = fields.Integer()
     card_validity_days = fields.Integer()
+    retention_years = fields.Integer()
     sources = fields.Dict(keys=fields.String(), values=fields.String())
 
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Flask, g, jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from anjuka.core.db import db
-from anjuka.core.transactions import finish_refusal
+from anjuka.core.transactions import finish_refusal, is_conflict, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,9 @@ def http_error_code(error: HTTPException, errors: Any = None) -> str:
     return _HTTP_CODES.get(error.code or 500, "http_error")
 
 
-#: PostgreSQL states that mean "another transaction was in the way; try again".
-_RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03"}
+#: Seconds a client is asked to wait before sending a ``try_again`` request again.
+RETRY_AFTER_CONFLICT = 1
+RETRY_AFTER_UNAVAILABLE = 2
 
 
 def rollback_request() -> None:
@@ -127,8 +128,10 @@ def rollback_request() -> None:
         log.exception("rollback after an error failed")
 
 
-def _sqlstate(exc: DBAPIError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+def try_again(message: str, retry_after: int) -> tuple[Any, int, dict[str, str]]:
+    """503 ``try_again``: nothing was written, the same request may be sent again."""
+    body = error_body(503, "try_again", message, retry_after=retry_after)
+    return jsonify(body), 503, {"Retry-After": str(retry_after)}
 
 
 def init_app(app: Flask) -> None:
@@ -159,9 +162,14 @@ def init_app(app: Flask) -> None:
             log.warning("unstorable value: %s", exc)
             body = error_body(422, "invalid_value", "A value is out of range for the registry.")
             return jsonify(body), 422
-        if isinstance(exc, DBAPIError) and _sqlstate(exc) in _RETRYABLE_SQLSTATES:
-            log.warning("transaction conflict: %s", exc.orig)
-            body = error_body(503, "try_again", "The registry was busy; send the request again.")
-            return jsonify(body), 503, {"Retry-After": "1"}
+        if is_conflict(exc):
+            log.warning("transaction conflict: %s", exc.orig)  # type: ignore[attr-defined]
+            return try_again("The registry was busy; send the request again.", RETRY_AFTER_CONFLICT)
+        if is_unavailable(exc):
+            log.warning("database unavailable: %s", exc)
+            return try_again(
+                "The registry's database could not be reached; send the request again.",
+                RETRY_AFTER_UNAVAILABLE,
+            )
         log.exception("unhandled error")
         return jsonify(error_body(500, "internal_error", "Internal error.")), 500

@@ -36,7 +36,7 @@ from flask_smorest import Blueprint
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from anjuka.core.db import db
+from anjuka.core.db import Model, db
 from anjuka.core.errors import AppError
 from anjuka.core.models import UTCDateTime
 from anjuka.core.protect import decrypt, encrypt
@@ -51,7 +51,7 @@ _PURPOSE = "idempotency_keys.answer"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class IdempotencyKey(db.Model):
+class IdempotencyKey(Model):
     """A caller's key and the answer its first completed request got."""
 
     __tablename__ = "idempotency_keys"

@@ -7,7 +7,10 @@ start creates one, atomically, and every later process reads that same file.
 Every family of keys is a ring: one active key id plus older ones kept for
 reading. Rotation adds a key and makes it active (``anjuka keys rotate``);
 ``anjuka keys reencrypt`` then rewrites stored values under the active key,
-after which the old key may be retired.
+after which the old key may be retired. Without downtime, rotation is two
+steps: ``rotate --staged`` adds the key unused, every process is restarted
+so that all know it, and ``anjuka keys activate`` makes it the one new
+values are written with (docs/keys.md).
 """
 
 from __future__ import annotations
@@ -199,22 +202,37 @@ def load_keyring(config: Config) -> KeyRing:
     return KeyRing(path, json.loads(path.read_text()))
 
 
-def rotate(path: Path, family: str) -> str:
-    """Add a new key to ``family`` and make it active; return its id."""
+def rotate(path: Path, family: str, *, activate: bool = True) -> str:
+    """Add a new key to ``family``, active unless ``activate`` is false; return its id.
+
+    A staged key (not activated) is read by every process restarted after
+    this, while new values are still written under the old one.
+    """
     document = json.loads(path.read_text())
     ring = document[family]
     if family == "signing":
         new_id = str(max(int(k) for k in ring["keys"]) + 1)
         ring["keys"][new_id] = _new_signing_entry()
-        ring["active"] = int(new_id)
     else:
         prefix = family[0]
         new_id = f"{prefix}{max(int(k[1:]) for k in ring['keys']) + 1}"
         ring["keys"][new_id] = _b64(secrets.token_bytes(32))
-        ring["active"] = new_id
-    ring.setdefault("activated", {})[new_id] = _now()
+    if activate:
+        ring["active"] = int(new_id) if family == "signing" else new_id
+        ring.setdefault("activated", {})[new_id] = _now()
     save_key_document(path, document)
     return new_id
+
+
+def activate(path: Path, family: str, key_id: str) -> None:
+    """Make ``key_id``, already in ``family``'s ring, the one new values are written with."""
+    document = json.loads(path.read_text())
+    ring = document[family]
+    if key_id not in ring["keys"]:
+        raise KeyError(f"{family} has no key {key_id!r}")
+    ring["active"] = int(key_id) if family == "signing" else key_id
+    ring.setdefault("activated", {})[key_id] = _now()
+    save_key_document(path, document)
 
 
 def init_app(app: Flask, config: Config) -> None:

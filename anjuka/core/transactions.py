@@ -15,32 +15,130 @@ flush. Three deliberate exceptions, each named where it is used:
 * a long poll, which must not hold one transaction for its whole wait, ends
   each round with :func:`checkpoint`.
 
+A view marked :func:`retry_conflicts` (the registrations that decide) is run
+again, whole, when PostgreSQL aborts its transaction for a serialization
+failure or a deadlock: up to :data:`CONFLICT_TRIES` tries with a short
+jittered pause. Each try starts from a rolled-back session, so its audit
+events and the signal handlers' writes exist once, from the try that
+commits. What no retry can mend (the last try's conflict, a lost connection,
+a database that is down) is answered ``503 try_again`` with ``Retry-After``
+(``anjuka.core.errors``).
+
 CLI commands get the same with :func:`command_transaction`.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
 from flask import Flask, g
+from sqlalchemy import exc as sa_exc
 
 from anjuka.core.db import db
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
+
+_RETRY_ATTR = "_anjuka_retry_conflicts"
+#: How many times a :func:`retry_conflicts` view is tried before its conflict is answered 503.
+CONFLICT_TRIES = 3
+#: The first pause between tries, in seconds; it doubles, with jitter, at each try.
+CONFLICT_PAUSE = 0.05
+
+#: PostgreSQL states that mean "another transaction was in the way; try again":
+#: serialization failure, deadlock detected, lock not available.
+CONFLICT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+#: States of a server going away: admin or crash shutdown, cannot connect now.
+_GONE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+#: SQLite's "busy" and "locked" (after its own busy timeout).
+_SQLITE_BUSY = frozenset({5, 6})
+
+
+def sqlstate(exc: sa_exc.DBAPIError) -> str | None:
+    """The SQLSTATE of a database error, when the driver gives one."""
+    return getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is a transaction aborted for another's sake (worth a new try)."""
+    return isinstance(exc, sa_exc.DBAPIError) and sqlstate(exc) in CONFLICT_SQLSTATES
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not serve now (down, restarting, busy).
+
+    A lost connection is never retried inside the request: its transaction
+    may have been cut during the commit, so only the caller (with its
+    ``Idempotency-Key``) may safely send it again.
+    """
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    state = sqlstate(exc)
+    if state is not None:
+        return state.startswith("08") or state in _GONE_SQLSTATES
+    if getattr(exc.orig, "sqlite_errorcode", None) in _SQLITE_BUSY:
+        return True
+    # psycopg says nothing of state when it never reached the server.
+    return isinstance(exc, sa_exc.OperationalError) and type(exc.orig).__module__.startswith(
+        "psycopg"
+    )
+
+
+def retry_conflicts(view: F) -> F:
+    """Mark a deciding view to be tried again on a serialization failure or deadlock.
+
+    Only for views whose every effect is in the database (audit events,
+    signal handlers, outbox rows): a try that is rolled back leaves nothing.
+    """
+    setattr(view, _RETRY_ATTR, True)
+    return view
+
+
+def _pause(attempt: int) -> float:
+    """Seconds to wait before try ``attempt + 1``: doubling, with full jitter."""
+    return CONFLICT_PAUSE * (2 ** (attempt - 1)) * (0.5 + random.random())  # noqa: S311
+
+
+def _discard_try() -> None:
+    g.pop("kept_savepoint", None)
+    db.session.rollback()
 
 
 def committing(view: F) -> F:
-    """``view`` with its writes committed when it returns (rolled back when it raises)."""
+    """``view`` with its writes committed when it returns (rolled back when it raises).
+
+    A view marked :func:`retry_conflicts` is tried again on a conflict.
+    """
+    tries = CONFLICT_TRIES if getattr(view, _RETRY_ATTR, False) else 1
 
     @functools.wraps(view)
     def run(*args: Any, **kwargs: Any) -> Any:
-        result = view(*args, **kwargs)
-        db.session.commit()
-        return result
+        attempt = 1
+        while True:
+            try:
+                result = view(*args, **kwargs)
+                db.session.commit()
+                return result
+            except sa_exc.DBAPIError as exc:
+                if attempt >= tries or not is_conflict(exc):
+                    raise
+                log.warning(
+                    "transaction conflict (%s), try %d of %d", sqlstate(exc), attempt, tries
+                )
+                _discard_try()
+                time.sleep(_pause(attempt))
+                attempt += 1
 
     return run  # type: ignore[return-value]
 

@@ -246,8 +246,23 @@ def create_estate(area: Area, name: str, address: str | None, company: str | Non
     return estate
 
 
-def reencrypt_landlords(batch: int = 1000) -> int:
-    """Rewrite landlords' phones under the active encryption key (after a rotation)."""
+def landlords_to_examine() -> int:
+    """How many dwellings :func:`reencrypt_landlords` looks at (those with a landlord's phone)."""
+    return (
+        db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Dwelling)
+            .where(Dwelling.landlord_phone_enc.is_not(None))
+        )
+        or 0
+    )
+
+
+def reencrypt_landlords(batch: int = 1000, *, done: Callable[[int], None] | None = None) -> int:
+    """Rewrite landlords' phones under the active encryption key (after a rotation).
+
+    Resumable and locked batch by batch as :func:`anjuka.persons.operations.reencrypt_all`.
+    """
     from anjuka.core.protect import is_current
 
     changed = 0
@@ -258,6 +273,8 @@ def reencrypt_landlords(batch: int = 1000) -> int:
             .where(Dwelling.id > last_id, Dwelling.landlord_phone_enc.is_not(None))
             .order_by(Dwelling.id)
             .limit(batch)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         ).all()
         if not rows:
             return changed
@@ -269,3 +286,5 @@ def reencrypt_landlords(batch: int = 1000) -> int:
                 dwelling.landlord_phone = dwelling.landlord_phone
                 changed += 1
         db.session.flush()
+        if done is not None:
+            done(len(rows))

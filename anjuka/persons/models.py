@@ -34,12 +34,14 @@ class Person(Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     document_type: Mapped[str] = mapped_column(sa.String(32))
-    #: AES-GCM ciphertext bound to this row (see anjuka.core.protect).
+    #: AES-GCM ciphertext bound to this row (see anjuka.core.protect); empty once anonymised.
     document_number_enc: Mapped[bytes] = mapped_column(sa.LargeBinary)
     #: Keyed blind index of type and number: the only way to find a person by document.
+    #: Once anonymised, ``anonymised:<id>``, which no document's index can equal.
     document_index: Mapped[str] = mapped_column(sa.String(80), unique=True)
-    #: What every response shows: first and last characters only.
+    #: What every response shows: first and last characters only (empty once anonymised).
     document_masked: Mapped[str] = mapped_column(sa.String(40))
+    #: Empty once anonymised.
     name: Mapped[str] = mapped_column(sa.String(200))
     sex: Mapped[str | None] = mapped_column(sa.String(1))
     birth_date: Mapped[date | None]
@@ -48,6 +50,8 @@ class Person(Model):
     phone_masked: Mapped[str | None] = mapped_column(sa.String(32))
     origin: Mapped[str | None] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: The registry day its identity was removed (``anjuka retention run``), if it was.
+    anonymised_on: Mapped[date | None]
 
     @property
     def binding(self) -> str:
@@ -55,9 +59,31 @@ class Person(Model):
         return f"persons:{self.document_index}"
 
     @property
-    def document_number(self) -> str:
-        """The document number in clear: only for a reveal (audited) or a re-encryption."""
+    def document_number(self) -> str | None:
+        """The document number in clear: only for a reveal (audited) or a re-encryption.
+
+        None once the person was anonymised.
+        """
+        if self.anonymised_on is not None:
+            return None
         return decrypt(self.document_number_enc, DOCUMENT_PURPOSE, self.binding)
+
+    def anonymise(self, on: date) -> None:
+        """Remove what identifies this person: document, blind index, name, phone, birth date.
+
+        The columns that must hold something hold nothing personal: no
+        ciphertext, an index derived from the row's id alone, empty strings.
+        Sex and origin stay (statistics by sex and province); the residences,
+        cards and inspections stay, tied to an anonymous row.
+        """
+        self.document_number_enc = b""
+        self.document_index = f"anonymised:{self.id}"
+        self.document_masked = ""
+        self.name = ""
+        self.phone_enc = None
+        self.phone_masked = None
+        self.birth_date = None
+        self.anonymised_on = on
 
     @property
     def phone(self) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 import sqlalchemy as sa
@@ -32,6 +33,23 @@ def find_person(document: ParsedDocument) -> Person | None:
     """The person holding this document, found through the blind index."""
     candidates = blind_index_candidates_of(document)
     return db.session.scalar(sa.select(Person).where(Person.document_index.in_(candidates)))
+
+
+def hold_person(person: Person) -> Person | None:
+    """Share-lock ``person`` for an arrival; None if it was anonymised meanwhile.
+
+    ``anjuka retention run`` locks the persons it anonymises, so an arrival
+    and the retention of the same person are ordered: an arrival first keeps
+    the person (the run sees the new residence), a run first makes the
+    arrival record a new person.
+    """
+    held = db.session.scalar(
+        sa.select(Person)
+        .where(Person.id == person.id)
+        .with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    )
+    return None if held is None or held.anonymised_on is not None else held
 
 
 def find_by_document(document_type: str, number: str) -> Person | None:
@@ -151,11 +169,26 @@ def reveal_person(
     return revealed
 
 
-def reencrypt_all(batch: int = 1000) -> int:
+def persons_to_examine() -> int:
+    """How many persons :func:`reencrypt_all` looks at (every one not anonymised)."""
+    return (
+        db.session.scalar(
+            sa.select(sa.func.count()).select_from(Person).where(Person.anonymised_on.is_(None))
+        )
+        or 0
+    )
+
+
+def reencrypt_all(batch: int = 1000, *, done: Callable[[int], None] | None = None) -> int:
     """Rewrite every person's ciphertexts under the active keys, bound to their rows.
 
     After a key rotation, and once after upgrading from ciphertexts that were
-    not bound to their rows. Returns how many persons were rewritten.
+    not bound to their rows. Returns how many persons were rewritten. Rows
+    already under the active keys are left alone, so a run that stopped is
+    resumed by running it again; ``done(n)`` is called after each batch of
+    ``n`` persons is flushed (the command commits there). Each batch is
+    locked while it is rewritten, so a desk changing a phone meanwhile
+    waits rather than being overwritten.
     """
     from anjuka.core.keys import keyring
     from anjuka.core.protect import is_current
@@ -165,7 +198,12 @@ def reencrypt_all(batch: int = 1000) -> int:
     last_id = 0
     while True:
         rows = db.session.scalars(
-            sa.select(Person).where(Person.id > last_id).order_by(Person.id).limit(batch)
+            sa.select(Person)
+            .where(Person.id > last_id, Person.anonymised_on.is_(None))
+            .order_by(Person.id)
+            .limit(batch)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         ).all()
         if not rows:
             return changed
@@ -178,7 +216,11 @@ def reencrypt_all(batch: int = 1000) -> int:
             ):
                 continue
             number, phone = person.document_number, person.phone
+            if number is None:
+                continue  # anonymised meanwhile: nothing left to seal
             person.document_index = blind_index(f"{person.document_type}:{number}", _PURPOSE)
             person.seal(number, phone)
             changed += 1
         db.session.flush()
+        if done is not None:
+            done(len(rows))

@@ -11,6 +11,7 @@ from anjuka.core.idempotency import idempotent
 from anjuka.core.pagination import paginate
 from anjuka.core.privacy import RevealQuerySchema, check_reveal
 from anjuka.core.security import require_identity, requires
+from anjuka.core.transactions import retry_conflicts
 from anjuka.dwellings.models import Dwelling
 from anjuka.dwellings.permissions import dwelling_filter, get_dwelling_or_404
 from anjuka.persons.identity import ParsedDocument, parse_document
@@ -92,6 +93,7 @@ def get_person_or_404(person_id: int) -> tuple[Person, Residence]:
 @blp.arguments(ArrivalSchema)
 @blp.response(201, ResidenceSchema)
 @requires(*DESKS)
+@retry_conflicts
 def register_arrival(body: dict):
     """Register an arrival; 409 ``dwelling_full`` or ``already_registered`` when refused."""
     identity = require_identity()
@@ -133,6 +135,7 @@ def get_residence(query: dict, residence_id: int):
 @blp.arguments(DepartureSchema)
 @blp.response(200, ResidenceSchema)
 @requires(*DESKS)
+@retry_conflicts
 def record_departure(body: dict, residence_id: int):
     """End a residence (人走注销); the card, if any, is revoked at once."""
     identity = require_identity()

@@ -20,7 +20,7 @@ from anjuka.dwellings.operations import compute_capacity, occupancies
 from anjuka.dwellings.permissions import dwelling_filter
 from anjuka.persons.identity import ParsedDocument
 from anjuka.persons.models import Person
-from anjuka.persons.operations import find_person, record_person
+from anjuka.persons.operations import find_person, hold_person, record_person
 from anjuka.residences.models import FAMILY_RELATIONS, Residence
 
 OVERRIDE_ROLES = {"supervisor", "admin"}
@@ -239,6 +239,8 @@ def register_arrival(
     policy = effective_policy(dwelling.area)
     _check_family(dwelling, family_relation, family_of_residence_id, policy.family_exception)
     person = find_person(document)
+    if person is not None:
+        person = hold_person(person)
     previous = current_residence(person, for_update=True) if person is not None else None
     if previous is not None:
         _check_previous(identity, previous, dwelling, arrived_on, move)

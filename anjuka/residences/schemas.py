@@ -36,9 +36,11 @@ class DepartureSchema(ma.Schema):
 class PersonSchema(ma.Schema):
     id = fields.Integer()
     document_type = fields.String()
-    document_number = fields.String(metadata={"description": "masked unless revealed"})
+    document_number = fields.String(
+        allow_none=True, metadata={"description": "masked unless revealed; null once anonymised"}
+    )
     document_masked = fields.Boolean()
-    name = fields.String()
+    name = fields.String(allow_none=True, metadata={"description": "null once anonymised"})
     sex = fields.String(allow_none=True)
     birth_date = fields.Date(allow_none=True)
     phone = fields.String(allow_none=True)

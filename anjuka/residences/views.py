@@ -10,7 +10,19 @@ from anjuka.residences.models import Residence
 
 
 def person_view(person: Person, identity: Identity, *, reveal: bool, area_code: str | None) -> dict:
-    """A person: masked, or in clear (audited) when revealed."""
+    """A person: masked, or in clear (audited) when revealed; an anonymised one has no identity."""
+    if person.anonymised_on is not None:
+        return {
+            "id": person.id,
+            "document_type": person.document_type,
+            "document_number": None,
+            "document_masked": True,
+            "name": None,
+            "sex": person.sex,
+            "birth_date": None,
+            "phone": None,
+            "origin": person.origin,
+        }
     if reveal:
         revealed = reveal_person(person, identity, area_code=area_code)
         return {

@@ -127,6 +127,7 @@ def test_policy_is_inherited_per_field_down_a_four_level_tree(client, create_use
         "registration_deadline_days": "city",
         "card_return_grace_days": "default",
         "card_validity_days": "default",
+        "retention_years": "default",
     }
 
     # The community overrides one field; its siblings up the tree are untouched.
@@ -174,6 +175,7 @@ def test_a_root_area_with_a_partial_policy_gets_the_documented_defaults(client, 
         "registration_deadline_days": 3,
         "card_return_grace_days": 7,
         "card_validity_days": 365,
+        "retention_years": 3,
         "sources": {
             "min_area_per_person_m2": "default",
             "area_basis": "default",
@@ -183,6 +185,7 @@ def test_a_root_area_with_a_partial_policy_gets_the_documented_defaults(client, 
             "registration_deadline_days": "default",
             "card_return_grace_days": "default",
             "card_validity_days": "default",
+            "retention_years": "default",
         },
     }
     bare = client.post(

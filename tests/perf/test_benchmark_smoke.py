@@ -1,0 +1,45 @@
+"""``benchmarks/run`` at a tiny scale: it runs to the end and writes its table as JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from throwaway_db import PG_ADMIN_URL
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_benchmark_runs_and_writes_every_row(tmp_path):
+    out = tmp_path / "results.json"
+    done = subprocess.run(  # noqa: S603 (this interpreter, the repository's module)
+        [sys.executable, "-m", "benchmarks", "--scale", "0.0002", "--json", str(out)],
+        cwd=REPO,
+        env={"ANJUKA_BENCH_PG_URL": PG_ADMIN_URL, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rows = {r["row"]: r for r in result["rows"]}
+    for name in (
+        "import rate vs raw COPY",
+        "reconciliation vs SQL aggregate",
+        "statistics (30 days) vs SQL",
+        "import peak memory, S vs S/10",
+        "statements: arrival",
+        "statements: dwelling list growth",
+    ):
+        assert name in rows, sorted(rows)
+        assert rows[name]["result"] in {"pass", "MISS"}
+        assert rows[name]["measured"]
+    for name in ("import rate vs raw COPY", "reconciliation vs SQL aggregate"):
+        assert rows[name]["ratio"] > 0
+    assert result["statements"]["dwelling list growth"] == 0
+    # The reconciliation and the hand-written aggregate find the same dwellings.
+    assert result["reconciliation"]["alerts"] == sum(result["reconciliation"]["sql"])
+    assert result["statistics"]["residents"] == result["statistics"]["sql_residents"]
+    assert "| import rate vs raw COPY |" in done.stdout

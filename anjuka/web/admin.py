@@ -42,6 +42,7 @@ POLICY_LABELS = {
     "registration_deadline_days": l_("Registration deadline (working days)"),
     "card_return_grace_days": l_("Card return grace (days)"),
     "card_validity_days": l_("Card validity (days)"),
+    "retention_years": l_("Keep departed residents' identities (years)"),
 }
 BOOLEAN_FIELDS = ("minors_count", "family_exception")
 INTEGER_FIELDS = (
@@ -49,6 +50,7 @@ INTEGER_FIELDS = (
     "registration_deadline_days",
     "card_return_grace_days",
     "card_validity_days",
+    "retention_years",
 )
 BASES = {"building": l_("building area"), "usable": l_("usable area")}
 FAMILY_NAMES = {

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from marshmallow import fields, validate
+from marshmallow import fields, missing, validate
+
+from anjuka.core.dumping import revealed
 
 #: Ids are 32-bit integers in every table.
 MAX_ID = 2**31 - 1
@@ -30,3 +33,39 @@ class Id(fields.Integer):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("validate", validate.Range(1, MAX_ID))
         super().__init__(**kwargs)
+
+
+class _Personal:
+    """A personal value: masked, or in clear where this request revealed its record.
+
+    ``masked`` names the attribute holding the masked value (or computes it
+    from the record); a reveal (an audited operation) hands the clear values
+    to the schema through :func:`anjuka.core.dumping.tell_revealed`.
+    """
+
+    def __init__(self, *, masked: str | Callable[[Any], Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[call-arg]
+        self.masked = masked
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None, default: Any = missing) -> Any:
+        clear = revealed(obj)
+        if clear is not None:
+            return clear[attr]
+        if callable(self.masked):
+            return self.masked(obj)
+        return super().get_value(obj, self.masked, accessor, default)  # type: ignore[misc]
+
+
+class PersonalString(_Personal, fields.String):
+    """A personal text, masked unless revealed."""
+
+
+class PersonalDate(_Personal, fields.Date):
+    """A personal date, hidden (None) unless revealed."""
+
+
+class Masked(fields.Boolean):
+    """Whether the record's personal fields are masked in this response."""
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None, default: Any = missing) -> Any:
+        return revealed(obj) is None

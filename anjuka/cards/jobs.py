@@ -216,23 +216,23 @@ def release_jobs(reader_id: int, holder: str | None, run: str | None) -> list[in
     return released
 
 
-def daemon_view(job: CardJob) -> dict:
-    """A job as the daemon receives it; an erase carries the chip and its keys."""
-    erase = job.kind == "erase"
+def is_erase(job: CardJob) -> bool:
+    """Whether the job wipes a returned card (rather than writing one)."""
+    return job.kind == "erase"
+
+
+def lease_seconds(job: CardJob) -> int:
+    """Whole seconds left on the job's lease (0 when it holds none)."""
     remaining = (job.lease_expires_at - utcnow()).total_seconds() if job.lease_expires_at else 0
+    return max(0, int(remaining))
+
+
+def erase_keys(job: CardJob) -> dict[str, str] | None:
+    """The chip's keys an erase needs to wipe it; None for an issue."""
     card = job.card
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "card_no": card.card_no,
-        "attempt": job.attempt,
-        "lease_seconds": max(0, int(remaining)),
-        "expected_uid": job.uid if erase else None,
-        "card_type": job.card_type if erase else None,
-        "keys": card_keys(bytes.fromhex(job.uid), job.card_type, card.card_key_id)
-        if erase and job.uid and job.card_type and card.card_key_id
-        else None,
-    }
+    if is_erase(job) and job.uid and job.card_type and card.card_key_id:
+        return card_keys(bytes.fromhex(job.uid), job.card_type, card.card_key_id)
+    return None
 
 
 def lock_job(job_id: int) -> CardJob:
@@ -508,24 +508,3 @@ def report_result(job: CardJob, report: dict, *, holder: str | None) -> CardJob:
         _fail_attempt(job, reason)
     db.session.flush()
     return job
-
-
-def job_view(job: CardJob) -> dict:
-    """A job as the desk and the daemon see its state."""
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "status": job.status,
-        "card_no": job.card.card_no,
-        "card_status": job.card.status,
-        "reader_id": job.reader_id,
-        "attempt": job.attempt,
-        "max_attempts": MAX_ATTEMPTS,
-        "uid": job.uid,
-        "card_type": job.card_type,
-        "error": job.error,
-        "created_at": job.created_at,
-        "claimed_at": job.claimed_at,
-        "lease_expires_at": job.lease_expires_at,
-        "finished_at": job.finished_at,
-    }

@@ -183,6 +183,16 @@ class Card(db.Model):
 
     residence: Mapped[Residence] = relationship()
 
+    @property
+    def latest_job(self) -> CardJob | None:
+        """The card's newest job (its issue, a retry, or its erase), if any."""
+        return db.session.scalar(
+            sa.select(CardJob)
+            .where(CardJob.card_id == self.id)
+            .order_by(CardJob.id.desc())
+            .limit(1)
+        )
+
 
 class CardJob(db.Model):
     """Work for a desk reader: write a card (issue) or wipe a returned one (erase)."""

@@ -325,42 +325,6 @@ def revoke_on_departure(residence: Residence, **_kwargs: object) -> None:
         revoke_card(card, "departed")
 
 
-def card_view(card: Card, job: CardJob | None = None) -> dict:
-    """A card as the desk sees it: no personal data is on it or in it."""
-    if job is None:
-        job = db.session.scalar(
-            sa.select(CardJob)
-            .where(CardJob.card_id == card.id)
-            .order_by(CardJob.id.desc())
-            .limit(1)
-        )
-    return {
-        "card_no": card.card_no,
-        "status": card.status,
-        "residence_id": card.residence_id,
-        "person_id": card.person_id,
-        "card_type": card.card_type,
-        "uid": card.uid,
-        "key_id": card.key_id,
-        "issued_at": card.issued_at,
-        "activated_at": card.activated_at,
-        "expires_on": card.expires_on,
-        "revoked_at": card.revoked_at,
-        "revocation_reason": card.revocation_reason,
-        "returned_at": card.returned_at,
-        "job": None
-        if job is None
-        else {
-            "id": job.id,
-            "kind": job.kind,
-            "status": job.status,
-            "reader_id": job.reader_id,
-            "attempt": job.attempt,
-            "error": job.error,
-        },
-    }
-
-
 def connect() -> None:
     """Subscribe the card rules to the registry's signals."""
     signals.residence_departed.connect(revoke_on_departure)

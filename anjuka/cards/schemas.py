@@ -4,7 +4,13 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from anjuka.cards.jobs import MAX_ATTEMPTS, erase_keys, is_erase, lease_seconds
-from anjuka.cards.models import CARD_TYPES, DESK_REVOCATION_REASONS, JOB_KINDS, JOB_STATUSES
+from anjuka.cards.models import (
+    DESK_REVOCATION_REASONS,
+    CardType,
+    JobKind,
+    JobStatus,
+    ReportOutcome,
+)
 from anjuka.cards.readers import reader_area_code
 from anjuka.core.dumping import dump_context
 from anjuka.core.fields import Id, computed
@@ -43,7 +49,9 @@ class CardIssuedSchema(ma.Schema):
 
 
 class CardRevokeSchema(ma.Schema):
-    reason = fields.String(required=True, validate=validate.OneOf(DESK_REVOCATION_REASONS))
+    reason = fields.String(
+        required=True, validate=validate.OneOf([r.value for r in DESK_REVOCATION_REASONS])
+    )
 
 
 class CardReaderChoiceSchema(ma.Schema):
@@ -95,8 +103,8 @@ class JobSchema(ma.Schema):
     """A job as the desk and the daemon see its state."""
 
     id = fields.Integer()
-    kind = fields.String(validate=validate.OneOf(JOB_KINDS))
-    status = fields.String(validate=validate.OneOf(JOB_STATUSES))
+    kind = fields.String(validate=validate.OneOf([k.value for k in JobKind]))
+    status = fields.String(validate=validate.OneOf([s.value for s in JobStatus]))
     card_no = fields.String(attribute="card.card_no")
     card_status = fields.String(attribute="card.status")
     reader_id = fields.Integer()
@@ -210,7 +218,7 @@ class ReleasedSchema(ma.Schema):
 
 class UidReportSchema(ma.Schema):
     uid = Hex(MAX_UID_SIZE, required=True)
-    card_type = fields.String(required=True, validate=validate.OneOf(CARD_TYPES))
+    card_type = fields.String(required=True, validate=validate.OneOf([t.value for t in CardType]))
     attempt = fields.Integer(strict=True, validate=validate.Range(1, 1000))
 
 
@@ -224,7 +232,9 @@ class UidAnswerSchema(ma.Schema):
 
 
 class ResultReportSchema(ma.Schema):
-    outcome = fields.String(required=True, validate=validate.OneOf(["done", "failed", "unknown"]))
+    outcome = fields.String(
+        required=True, validate=validate.OneOf([o.value for o in ReportOutcome])
+    )
     uid = Hex(MAX_UID_SIZE)
     record = Hex(1024)
     error = fields.String(validate=validate.Length(max=2000))
@@ -232,5 +242,5 @@ class ResultReportSchema(ma.Schema):
 
     @ma.validates_schema
     def _done_names_the_card(self, data: dict, **_kwargs) -> None:  # type: ignore[no-untyped-def]
-        if data["outcome"] == "done" and "uid" not in data:
+        if data["outcome"] == ReportOutcome.DONE and "uid" not in data:
             raise ma.ValidationError("A done report names the card's UID.", "uid")

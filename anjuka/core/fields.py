@@ -74,12 +74,14 @@ class Masked(fields.Boolean):
 FieldT = TypeVar("FieldT", bound=fields.Field)
 
 
-def computed(kind: type[FieldT], compute: Callable[[Any], Any], **kwargs: Any) -> FieldT:
-    """A ``kind`` field whose value ``compute`` derives from the record being dumped.
+def computed(
+    kind: type[FieldT], compute: Callable[[Any], Any], *args: Any, **kwargs: Any
+) -> FieldT:
+    """A ``kind(*args, **kwargs)`` field whose value ``compute`` derives from the record.
 
     Unlike ``fields.Function`` it keeps its type in the OpenAPI document.
     """
-    field = kind(**kwargs)
+    field = kind(*args, **kwargs)
 
     def get_value(obj: Any, attr: str, accessor: Any = None, default: Any = missing) -> Any:
         return compute(obj)

@@ -15,13 +15,13 @@ from anjuka.core.db import db
 from anjuka.core.errors import AppError, Conflict, Forbidden, InvalidInput
 from anjuka.core.security import Identity
 from anjuka.core.time import add_working_days, local_today, utcnow
-from anjuka.dwellings.models import Dwelling
+from anjuka.dwellings.models import Dwelling, DwellingStatus
 from anjuka.dwellings.operations import compute_capacity, occupancies
 from anjuka.dwellings.permissions import dwelling_filter
 from anjuka.persons.identity import ParsedDocument
 from anjuka.persons.models import Person
 from anjuka.persons.operations import find_person, record_person
-from anjuka.residences.models import FAMILY_RELATIONS, Residence
+from anjuka.residences.models import FamilyRelation, Residence
 
 OVERRIDE_ROLES = {"supervisor", "admin"}
 #: Roles that register arrivals and departures (each within their scope).
@@ -50,7 +50,7 @@ def _check_family(
 ) -> None:
     if relation is None and family_of_id is None:
         return
-    if relation not in FAMILY_RELATIONS or family_of_id is None:
+    if relation not in list(FamilyRelation) or family_of_id is None:
         raise InvalidInput(
             "The family exception needs family_relation (spouse, parent, child) and"
             " family_of_residence_id.",
@@ -110,7 +110,7 @@ def capacity_verdict(
         and family_relation is None
         and occupied.room_counted(policy.minors_count) + 1 > capacity.room_limit
     )
-    not_rentable = dwelling.status != "rentable"
+    not_rentable = dwelling.status != DwellingStatus.RENTABLE
     if not (not_rentable or over_area or over_rooms):
         return Verdict(full=False, minor=minor)
     if not_rentable:

@@ -6,7 +6,7 @@ from marshmallow import fields, validate
 from anjuka.core.fields import Id, Masked, PersonalDate, PersonalString
 from anjuka.core.privacy import mask_name
 from anjuka.persons.models import DOCUMENT_TYPES
-from anjuka.residences.models import FAMILY_RELATIONS
+from anjuka.residences.models import FamilyRelation
 
 
 class PersonInputSchema(ma.Schema):
@@ -25,7 +25,9 @@ class ArrivalSchema(ma.Schema):
     person = fields.Nested(PersonInputSchema, required=True)
     move = fields.Boolean(load_default=False)
     override_reason = fields.String(allow_none=True, validate=validate.Length(1, 2000))
-    family_relation = fields.String(allow_none=True, validate=validate.OneOf(FAMILY_RELATIONS))
+    family_relation = fields.String(
+        allow_none=True, validate=validate.OneOf([r.value for r in FamilyRelation])
+    )
     family_of_residence_id = fields.Integer(allow_none=True)
 
 

@@ -37,7 +37,7 @@ from anjuka.alerts.operations import raise_alert
 from anjuka.areas.models import Area
 from anjuka.areas.permissions import area_in_scope
 from anjuka.audit import operations as audit
-from anjuka.cards.models import Card
+from anjuka.cards.models import Card, CardStatus, CardType
 from anjuka.cards.signing import derive_card_key
 from anjuka.core.db import db
 from anjuka.core.errors import AppError, Conflict, InvalidInput
@@ -220,12 +220,14 @@ def check_chip(
         # but the card is that other chip now.
         return check.decide("forged", "not_this_cards_chip")
     if challenge is not None:
-        if card.card_type != "cpu" or card.card_key_id is None:
+        if card.card_type != CardType.CPU or card.card_key_id is None:
             raise InvalidInput(
                 "Only CPU cards answer INTERNAL AUTHENTICATE.", code="challenge_not_supported"
             )
         _, masters = keyring().card_master
-        internal_key = derive_card_key(masters[card.card_key_id], uid, "cpu", "internal_key", 16)
+        internal_key = derive_card_key(
+            masters[card.card_key_id], uid, CardType.CPU, "internal_key", 16
+        )
         expected = internal_auth_response(internal_key, challenge)
         check.chip_authenticated = hmac.compare_digest(expected, bytes.fromhex(response_hex or ""))
         if not check.chip_authenticated:
@@ -261,7 +263,7 @@ def check_document(document_type: str, number: str) -> Check:
         return check.decide("unknown", "not_registered")
     check.residence = residence
     check.card = db.session.scalar(
-        sa.select(Card).where(Card.residence_id == residence.id, Card.status == "active")
+        sa.select(Card).where(Card.residence_id == residence.id, Card.status == CardStatus.ACTIVE)
     )
     return check
 
@@ -318,7 +320,7 @@ def _impossible_travel(card: Card, place: Place) -> Inspection | None:
 
 
 def _was_revoked(card: Card, at: datetime) -> bool:
-    if card.status not in ("revoked", "returned"):
+    if card.status not in (CardStatus.REVOKED, CardStatus.RETURNED):
         return False
     revoked_at = card.revoked_at or card.returned_at
     return revoked_at is None or revoked_at <= at
@@ -329,7 +331,7 @@ def judge(check: Check, place: Place) -> Inspection | None:
     if check.decided:
         return None
     card = check.card
-    if card is not None and card.status == "pending":
+    if card is not None and card.status == CardStatus.PENDING:
         check.decide("unknown", "card_not_active")
         return None
     if card is not None and _was_revoked(card, place.checked_at):

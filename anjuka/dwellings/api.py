@@ -126,10 +126,8 @@ def patch_dwelling(body: dict, dwelling_id: int):
     identity = require_identity()
     dwelling = get_dwelling_or_404(dwelling_id, for_update=True)
     status = body.get("status", dwelling.status)
-    touches_illegal = status != dwelling.status and DwellingStatus.ILLEGAL in {
-        status,
-        dwelling.status,
-    }
+    changes = status != dwelling.status
+    touches_illegal = changes and DwellingStatus.ILLEGAL in (status, dwelling.status)
     if identity.role == "manager" and touches_illegal:
         raise Forbidden(
             "Only a supervisor may declare a dwelling illegal or lift it.",

@@ -23,6 +23,17 @@ class FamilyRelation(enum.StrEnum):
     CHILD = "child"
 
 
+class DepartureReason(enum.StrEnum):
+    """How a residence ended."""
+
+    #: The desk recorded the departure (人走注销).
+    DEPARTURE = "departure"
+    #: The person moved to a dwelling the same desk serves.
+    MOVE = "move"
+    #: A transfer requested by another desk moved the person.
+    TRANSFER = "transfer"
+
+
 class Residence(db.Model):
     """One registration; history is never deleted, a departure only ends it."""
 

@@ -21,7 +21,7 @@ from anjuka.dwellings.permissions import dwelling_filter
 from anjuka.persons.identity import ParsedDocument
 from anjuka.persons.models import Person
 from anjuka.persons.operations import find_person, record_person
-from anjuka.residences.models import FamilyRelation, Residence
+from anjuka.residences.models import DepartureReason, FamilyRelation, Residence
 
 OVERRIDE_ROLES = {"supervisor", "admin"}
 #: Roles that register arrivals and departures (each within their scope).
@@ -208,6 +208,17 @@ def _check_previous(
         )
 
 
+def _move_out(identity: Identity, previous: Residence, dwelling: Dwelling, on: date) -> None:
+    """End the mover's previous residence the day they arrive at ``dwelling``."""
+    # Both areas' chains, in one order for every writer: a move writes to each.
+    audit.lock_chains(
+        audit.area_chain(previous.dwelling.area.code), audit.area_chain(dwelling.area.code)
+    )
+    end_residence(
+        previous, identity, departed_on=on, card_returned=None, reason=DepartureReason.MOVE
+    )
+
+
 def register_arrival(
     identity: Identity,
     dwelling: Dwelling,
@@ -255,10 +266,7 @@ def register_arrival(
         person, document, name, phone=phone, origin=origin, birth_date=birth_date, sex=sex
     )
     if previous is not None:
-        audit.lock_chains(
-            audit.area_chain(previous.dwelling.area.code), audit.area_chain(dwelling.area.code)
-        )
-        end_residence(previous, identity, departed_on=arrived_on, card_returned=None, reason="move")
+        _move_out(identity, previous, dwelling, arrived_on)
     return settle_arrival(
         identity,
         person,
@@ -335,7 +343,7 @@ def end_residence(
     *,
     departed_on: date,
     card_returned: bool | None,
-    reason: str,
+    reason: DepartureReason,
 ) -> None:
     """End ``residence`` (a departure, a move, a transfer), audit it and announce it."""
     residence.departed_on = departed_on
@@ -374,6 +382,6 @@ def record_departure(
         identity,
         departed_on=departed_on,
         card_returned=card_returned,
-        reason="departure",
+        reason=DepartureReason.DEPARTURE,
     )
     return residence

@@ -11,7 +11,7 @@ __all__ = ["create_app"]
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the Flask application; tests pass their own ``Config``."""
-    from anjuka.core import db, errors, keys, limits, metrics, security, transactions
+    from anjuka.core import db, dumping, errors, keys, limits, metrics, security, transactions
     from anjuka.core.api import Api
     from anjuka.domains import register_domains
 
@@ -27,5 +27,6 @@ def create_app(config: Config | None = None) -> Flask:
     security.init_app(app)
     limits.init_app(app, config)
     register_domains(app)
+    dumping.init_app(app)  # after every view: it wraps each one
     transactions.init_app(app)  # last: it wraps every view registered above
     return app

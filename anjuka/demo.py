@@ -18,7 +18,7 @@ from anjuka.core.db import db
 from anjuka.core.errors import Conflict
 from anjuka.core.security import Identity
 from anjuka.core.time import local_today
-from anjuka.dwellings.models import Dwelling, Estate
+from anjuka.dwellings.models import Dwelling, DwellingStatus, Estate
 from anjuka.dwellings.operations import create_dwelling, create_estate
 from anjuka.persons.identity import ParsedDocument, parse_document, resident_id_check_char
 from anjuka.residences.operations import register_arrival
@@ -114,7 +114,7 @@ def _dwellings(
                         "usable_area_m2": usable,
                         "building_area_m2": usable * Decimal("1.25"),
                         "rooms": rooms,
-                        "status": "rentable",
+                        "status": DwellingStatus.RENTABLE,
                         "landlord_name": "房东",
                     },
                 )
@@ -127,7 +127,7 @@ def _dwellings(
                 "address": "海曙区南门街1号3幢地下室",
                 "usable_area_m2": Decimal("30"),
                 "rooms": 3,
-                "status": "illegal",
+                "status": DwellingStatus.ILLEGAL,
             },
         )
     )
@@ -141,7 +141,7 @@ def _dwellings(
                     "building_area_m2": Decimal("89"),
                     "usable_area_m2": Decimal("70"),
                     "rooms": 3,
-                    "status": "rentable",
+                    "status": DwellingStatus.RENTABLE,
                 },
             )
         )
@@ -155,7 +155,7 @@ def _residents(rng: random.Random, dwellings: list[Dwelling]) -> int:
     today = local_today()
     residents = 0
     for dwelling in dwellings:
-        if dwelling.status != "rentable":
+        if dwelling.status != DwellingStatus.RENTABLE:
             continue
         for _ in range(rng.randrange(1, 4)):
             document: ParsedDocument = parse_document("resident_id", demo_id_number(rng))

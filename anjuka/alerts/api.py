@@ -49,29 +49,6 @@ def get_alert_or_404(alert_id: int, *, for_update: bool = False) -> Alert:
     return alert
 
 
-def alert_view(alert: Alert) -> dict:
-    """An alert as the API shows it."""
-    return {
-        "id": alert.id,
-        "kind": alert.kind,
-        "status": alert.status,
-        "severity": alert.severity,
-        "subject_type": alert.subject_type,
-        "subject_id": alert.subject_id,
-        "area_code": alert.area.code if alert.area is not None else None,
-        "details": alert.details or {},
-        "count": alert.count,
-        "first_seen_at": alert.first_seen_at,
-        "last_seen_at": alert.last_seen_at,
-        "note": alert.note,
-        "acknowledged_at": alert.acknowledged_at,
-        "acknowledged_by": alert.acknowledged_by_id,
-        "resolved_at": alert.resolved_at,
-        "resolved_by": alert.resolved_by_id,
-        "auto_resolved": alert.auto_resolved,
-    }
-
-
 @blp.route("/alerts", methods=["GET"])
 @blp.arguments(AlertQuerySchema, location="query")
 @blp.response(200, AlertSchema(many=True))
@@ -102,7 +79,7 @@ def list_alerts(query: dict, pagination_parameters):
         stmt = stmt.where(Alert.last_seen_at >= query["since"])
     if "until" in query:
         stmt = stmt.where(Alert.first_seen_at <= query["until"])
-    return [alert_view(a) for a in paginate(stmt, pagination_parameters)]
+    return paginate(stmt, pagination_parameters)
 
 
 @blp.route("/alerts/<int:alert_id>", methods=["GET"])
@@ -110,7 +87,7 @@ def list_alerts(query: dict, pagination_parameters):
 @requires(*READERS)
 def get_alert(alert_id: int):
     """One alert."""
-    return alert_view(get_alert_or_404(alert_id))
+    return get_alert_or_404(alert_id)
 
 
 @blp.route("/alerts/<int:alert_id>/acknowledge", methods=["POST"])
@@ -121,7 +98,7 @@ def acknowledge_alert(body: dict, alert_id: int):
     """Mark an open alert as being dealt with (audited); 409 if it is not open."""
     alert = get_alert_or_404(alert_id, for_update=True)
     operations.acknowledge(require_identity(), alert, body.get("note"))
-    return alert_view(alert)
+    return alert
 
 
 @blp.route("/alerts/<int:alert_id>/resolve", methods=["POST"])
@@ -132,4 +109,4 @@ def resolve_alert(body: dict, alert_id: int):
     """Close an alert with a note (audited); 409 ``alert_resolved`` if it already is."""
     alert = get_alert_or_404(alert_id, for_update=True)
     operations.resolve(require_identity(), alert, body["note"])
-    return alert_view(alert)
+    return alert

@@ -18,7 +18,7 @@ from anjuka.areas.models import Area
 from anjuka.auth.models import User
 from anjuka.auth.scope import home_area_id
 from anjuka.core import signals
-from anjuka.dwellings.models import Dwelling
+from anjuka.dwellings.models import Dwelling, DwellingStatus
 from anjuka.residences.models import Residence
 from anjuka.transfers.models import Transfer
 
@@ -26,7 +26,7 @@ from anjuka.transfers.models import Transfer
 def on_arrival(residence: Residence, overridden: bool = False, **_: object) -> None:
     """An override, or any arrival into a dwelling that may hold no one."""
     dwelling = residence.dwelling
-    if overridden or dwelling.status != "rentable":
+    if overridden or dwelling.status != DwellingStatus.RENTABLE:
         occupancy.evaluate([dwelling], trigger="override" if overridden else "arrival")
     if residence.late:
         raise_late_registration(residence)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import date, datetime
 
 import sqlalchemy as sa
@@ -9,32 +10,43 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.areas.models import Area
 from anjuka.core.db import Model
-from anjuka.core.models import UTCDateTime
+from anjuka.core.models import UTCDateTime, sql_in
 from anjuka.core.time import utcnow
 
+
+class Severity(enum.StrEnum):
+    """How urgent an alert is."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class AlertStatus(enum.StrEnum):
+    """Where an alert stands."""
+
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
 #: Every kind of alert, with its default severity.
-ALERT_KINDS: dict[str, str] = {
-    "over_occupancy": "warning",
-    "illegal_dwelling_occupied": "critical",
-    "revoked_card_presented": "warning",
-    "clone_suspected": "critical",
-    "card_not_returned": "info",
-    "late_registration": "info",
-    "registration_expiring": "info",
-    "card_expiring": "info",
-    "reader_offline": "warning",
-    "transfer_requested": "info",
-    "bulk_lookup": "warning",
+ALERT_KINDS: dict[str, Severity] = {
+    "over_occupancy": Severity.WARNING,
+    "illegal_dwelling_occupied": Severity.CRITICAL,
+    "revoked_card_presented": Severity.WARNING,
+    "clone_suspected": Severity.CRITICAL,
+    "card_not_returned": Severity.INFO,
+    "late_registration": Severity.INFO,
+    "registration_expiring": Severity.INFO,
+    "card_expiring": Severity.INFO,
+    "reader_offline": Severity.WARNING,
+    "transfer_requested": Severity.INFO,
+    "bulk_lookup": Severity.WARNING,
 }
-SEVERITIES = ("info", "warning", "critical")
-STATUSES = ("open", "acknowledged", "resolved")
 #: Statuses in which an alert is still "open" for the one-per-subject rule.
-LIVE_STATUSES = ("open", "acknowledged")
-LIVE_PREDICATE = "status IN ('open', 'acknowledged')"
-
-
-def _in(column: str, values: tuple[str, ...] | list[str]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+LIVE_STATUSES = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED)
+LIVE_PREDICATE = sql_in("status", LIVE_STATUSES)
 
 
 class Alert(Model):
@@ -47,17 +59,21 @@ class Alert(Model):
 
     __tablename__ = "alerts"
     __table_args__ = (
-        sa.CheckConstraint(_in("kind", tuple(ALERT_KINDS)), name="kind_known"),
-        sa.CheckConstraint(_in("severity", SEVERITIES), name="severity_known"),
-        sa.CheckConstraint(_in("status", STATUSES), name="status_known"),
+        sa.CheckConstraint(sql_in("kind", ALERT_KINDS), name="kind_known"),
+        sa.CheckConstraint(sql_in("severity", Severity), name="severity_known"),
+        sa.CheckConstraint(sql_in("status", AlertStatus), name="status_known"),
         sa.CheckConstraint("count >= 1", name="count_positive"),
         sa.CheckConstraint(
-            "(status = 'resolved') = (resolved_at IS NOT NULL)", name="resolved_has_time"
+            f"(status = '{AlertStatus.RESOLVED}') = (resolved_at IS NOT NULL)",
+            name="resolved_has_time",
         ),
         sa.CheckConstraint(
-            "status <> 'acknowledged' OR acknowledged_at IS NOT NULL", name="acknowledged_has_time"
+            f"status <> '{AlertStatus.ACKNOWLEDGED}' OR acknowledged_at IS NOT NULL",
+            name="acknowledged_has_time",
         ),
-        sa.CheckConstraint("NOT auto_resolved OR status = 'resolved'", name="auto_only_resolved"),
+        sa.CheckConstraint(
+            f"NOT auto_resolved OR status = '{AlertStatus.RESOLVED}'", name="auto_only_resolved"
+        ),
         sa.Index(
             "uq_alerts_live_subject",
             "kind",
@@ -82,7 +98,7 @@ class Alert(Model):
     #: Scoping: supervisors and officers see alerts of their area subtrees.
     area_id: Mapped[int | None] = mapped_column(sa.ForeignKey("areas.id"), index=True)
     severity: Mapped[str] = mapped_column(sa.String(16))
-    status: Mapped[str] = mapped_column(sa.String(16), default="open")
+    status: Mapped[str] = mapped_column(sa.String(16), default=AlertStatus.OPEN)
     details: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

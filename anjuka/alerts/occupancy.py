@@ -25,7 +25,7 @@ from anjuka.alerts.operations import auto_resolve, raise_alert
 from anjuka.areas.models import Area
 from anjuka.areas.operations import effective_policy
 from anjuka.core.db import db
-from anjuka.dwellings.models import Dwelling
+from anjuka.dwellings.models import Dwelling, DwellingStatus
 from anjuka.dwellings.operations import (
     Occupancy,
     compute_capacity,
@@ -111,8 +111,8 @@ def _apply(
     trigger: str,
     raise_new: bool,
 ) -> None:
-    illegal = dwelling.status == "illegal" and state.occupants > 0
-    over = dwelling.status != "illegal" and state.over
+    illegal = dwelling.status == DwellingStatus.ILLEGAL and state.occupants > 0
+    over = dwelling.status != DwellingStatus.ILLEGAL and state.over
     details = {**state.as_details(), "status": dwelling.status, "trigger": trigger}
 
     occupied = live.get(("illegal_dwelling_occupied", dwelling.id))
@@ -127,7 +127,7 @@ def _apply(
     elif not illegal and occupied is not None:
         why = (
             "the dwelling is no longer marked illegal"
-            if dwelling.status != "illegal"
+            if dwelling.status != DwellingStatus.ILLEGAL
             else "no one lives there any more"
         )
         auto_resolve(occupied, why)

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from anjuka.alerts.models import ALERT_KINDS, LIVE_PREDICATE, LIVE_STATUSES, Alert
+from anjuka.alerts.models import ALERT_KINDS, LIVE_PREDICATE, LIVE_STATUSES, Alert, AlertStatus
 from anjuka.audit import operations as audit
-from anjuka.cards.models import Card
+from anjuka.cards.models import Card, CardStatus
 from anjuka.core import signals
 from anjuka.core.db import db
 from anjuka.core.errors import Conflict
@@ -72,7 +72,7 @@ def raise_alert(
         occurrence=occurrence,
         area_id=area_id,
         severity=severity or ALERT_KINDS[kind],
-        status="open",
+        status=AlertStatus.OPEN,
         details=details,
         first_seen_at=now,
         last_seen_at=now,
@@ -160,7 +160,7 @@ def live_alert(kind: str, subject_type: str, subject_id: object) -> Alert | None
 
 def auto_resolve(alert: Alert, why: str, *, at: datetime | None = None) -> Alert:
     """Resolve ``alert`` because its cause is gone, and say so."""
-    alert.status = "resolved"
+    alert.status = AlertStatus.RESOLVED
     alert.resolved_at = at or utcnow()
     alert.resolved_by_id = None
     alert.auto_resolved = True
@@ -189,9 +189,9 @@ def _audit(alert: Alert, action: str, note: str | None) -> None:
 
 def acknowledge(identity: Identity, alert: Alert, note: str | None) -> Alert:
     """A supervisor has seen the alert and is on it."""
-    if alert.status != "open":
+    if alert.status != AlertStatus.OPEN:
         raise Conflict(f"The alert is {alert.status}.", code=f"alert_{alert.status}")
-    alert.status = "acknowledged"
+    alert.status = AlertStatus.ACKNOWLEDGED
     alert.acknowledged_at = utcnow()
     alert.acknowledged_by_id = identity.id
     if note:
@@ -203,9 +203,9 @@ def acknowledge(identity: Identity, alert: Alert, note: str | None) -> Alert:
 
 def resolve(identity: Identity, alert: Alert, note: str) -> Alert:
     """A supervisor closes the alert with a note."""
-    if alert.status == "resolved":
+    if alert.status == AlertStatus.RESOLVED:
         raise Conflict("The alert is already resolved.", code="alert_resolved")
-    alert.status = "resolved"
+    alert.status = AlertStatus.RESOLVED
     alert.resolved_at = utcnow()
     alert.resolved_by_id = identity.id
     alert.auto_resolved = False
@@ -246,7 +246,7 @@ def cards_out(residence_ids: list[int]) -> dict[int, list[str]]:
         sa.select(Card.residence_id, Card.card_no).where(
             Card.residence_id.in_(residence_ids),
             Card.activated_at.is_not(None),
-            Card.status != "returned",
+            Card.status != CardStatus.RETURNED,
         )
     )
     for residence_id, card_no in rows:

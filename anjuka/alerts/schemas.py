@@ -8,7 +8,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from anjuka.alerts.models import ALERT_KINDS, SEVERITIES, STATUSES
+from anjuka.alerts.models import ALERT_KINDS, AlertStatus, Severity
+from anjuka.core.fields import computed
 from anjuka.core.time import start_of_day
 
 
@@ -30,9 +31,9 @@ class Instant(fields.Field):
 
 
 class AlertQuerySchema(ma.Schema):
-    status = fields.String(validate=validate.OneOf(STATUSES))
+    status = fields.String(validate=validate.OneOf([s.value for s in AlertStatus]))
     kind = fields.String(validate=validate.OneOf(list(ALERT_KINDS)))
-    severity = fields.String(validate=validate.OneOf(SEVERITIES))
+    severity = fields.String(validate=validate.OneOf([s.value for s in Severity]))
     area_code = fields.String(
         validate=validate.Length(1, 32), metadata={"description": "the area and its subtree"}
     )
@@ -51,22 +52,26 @@ class ResolveSchema(ma.Schema):
 
 
 class AlertSchema(ma.Schema):
+    """An alert as the API shows it."""
+
     id = fields.Integer()
     kind = fields.String()
     status = fields.String()
     severity = fields.String()
     subject_type = fields.String()
     subject_id = fields.String()
-    area_code = fields.String(allow_none=True)
-    details = fields.Dict()
+    area_code = computed(
+        fields.String, lambda alert: alert.area.code if alert.area else None, allow_none=True
+    )
+    details = computed(fields.Dict, lambda alert: alert.details or {})
     count = fields.Integer(metadata={"description": "how often it was seen while live"})
     first_seen_at = fields.DateTime()
     last_seen_at = fields.DateTime()
     note = fields.String(allow_none=True)
     acknowledged_at = fields.DateTime(allow_none=True)
-    acknowledged_by = fields.Integer(allow_none=True)
+    acknowledged_by = fields.Integer(attribute="acknowledged_by_id", allow_none=True)
     resolved_at = fields.DateTime(allow_none=True)
-    resolved_by = fields.Integer(allow_none=True)
+    resolved_by = fields.Integer(attribute="resolved_by_id", allow_none=True)
     auto_resolved = fields.Boolean(
         metadata={"description": "resolved by the registry because the cause is gone"}
     )

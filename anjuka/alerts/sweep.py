@@ -58,7 +58,7 @@ from anjuka.alerts.operations import (
 )
 from anjuka.areas.models import Area
 from anjuka.areas.operations import Policy, effective_policy
-from anjuka.cards.models import Card, Reader
+from anjuka.cards.models import Card, CardStatus, Reader
 from anjuka.core.db import db
 from anjuka.core.time import local_today, start_of_day, utcnow
 from anjuka.dwellings.models import Dwelling, Estate
@@ -262,7 +262,9 @@ def _late_registration(report: SweepReport) -> None:
 
 def _has_active_card() -> sa.ColumnElement[bool]:
     return sa.exists(
-        sa.select(Card.id).where(Card.residence_id == Residence.id, Card.status == "active")
+        sa.select(Card.id).where(
+            Card.residence_id == Residence.id, Card.status == CardStatus.ACTIVE
+        )
     )
 
 
@@ -337,7 +339,7 @@ def _card_expiring(as_of: date, days: int, report: SweepReport) -> None:
         .join(Residence, Card.residence_id == Residence.id)
         .join(Dwelling, Residence.dwelling_id == Dwelling.id)
         .where(
-            Card.status == "active",
+            Card.status == CardStatus.ACTIVE,
             Card.expires_on.is_not(None),
             Card.expires_on <= horizon,
             _since_clause(Card.expires_on, lower, Card.activated_at, window.written_since()),
@@ -364,7 +366,7 @@ def _card_expiring(as_of: date, days: int, report: SweepReport) -> None:
         .where(
             Alert.kind == "card_expiring",
             Alert.status.in_(LIVE_STATUSES),
-            Card.status != "active",
+            Card.status != CardStatus.ACTIVE,
         )
     ).all()
     for alert in live:

@@ -16,17 +16,6 @@ blp = Blueprint("areas", __name__, description="The area tree and its policy")
 READERS = ("supervisor", "officer")
 
 
-def area_view(area: Area) -> dict:
-    """An area with its own and its effective policy."""
-    return {
-        "code": area.code,
-        "name": area.name,
-        "parent_code": area.parent.code if area.parent else None,
-        "policy": area.own_policy(),
-        "effective_policy": operations.effective_policy(area),
-    }
-
-
 @blp.route("/areas", methods=["POST"])
 @blp.arguments(AreaCreateSchema)
 @blp.response(201, AreaSchema)
@@ -39,7 +28,7 @@ def create_area(body: dict):
         body.get("parent_code"),
         {k: v for k, v in body["policy"].items() if v is not None},
     )
-    return area_view(area)
+    return area
 
 
 @blp.route("/areas", methods=["GET"])
@@ -53,7 +42,7 @@ def list_areas(query: dict, pagination_parameters):
     if query.get("parent_code"):
         parent = get_area_or_404(query["parent_code"])
         stmt = stmt.where(Area.parent_id == parent.id)
-    return [area_view(a) for a in paginate(stmt, pagination_parameters)]
+    return paginate(stmt, pagination_parameters)
 
 
 @blp.route("/areas/<code>", methods=["GET"])
@@ -61,7 +50,7 @@ def list_areas(query: dict, pagination_parameters):
 @requires(*READERS)
 def get_area(code: str):
     """One area with its effective policy."""
-    return area_view(get_area_or_404(code))
+    return get_area_or_404(code)
 
 
 @blp.route("/areas/<code>", methods=["PATCH"])
@@ -72,4 +61,4 @@ def patch_area(body: dict, code: str):
     """Rename an area or change its policy (a null field inherits again)."""
     area = get_area_or_404(code)
     operations.update_area(area, name=body.get("name"), policy=body.get("policy"))
-    return area_view(area)
+    return area

@@ -3,7 +3,8 @@
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from anjuka.core.fields import Measure
+from anjuka.areas.operations import effective_policy
+from anjuka.core.fields import Measure, computed
 
 
 class PolicySchema(ma.Schema):
@@ -61,11 +62,20 @@ class EffectivePolicySchema(ma.Schema):
 
 
 class AreaSchema(ma.Schema):
+    """An area with its own and its effective policy."""
+
     code = fields.String()
     name = fields.String()
-    parent_code = fields.String(allow_none=True)
-    policy = fields.Nested(PolicySchema, metadata={"description": "fields this area sets"})
-    effective_policy = fields.Nested(EffectivePolicySchema)
+    parent_code = computed(
+        fields.String, lambda area: area.parent.code if area.parent else None, allow_none=True
+    )
+    policy = computed(
+        fields.Nested,
+        lambda area: area.own_policy(),
+        PolicySchema,
+        metadata={"description": "fields this area sets"},
+    )
+    effective_policy = computed(fields.Nested, effective_policy, EffectivePolicySchema)
 
 
 class AreaQuerySchema(ma.Schema):

@@ -6,7 +6,6 @@ import sqlalchemy as sa
 from flask_smorest import Blueprint
 
 from anjuka.cards import operations
-from anjuka.cards.jobs import job_view
 from anjuka.cards.models import Card, Reader
 from anjuka.cards.permissions import (
     DESK_ROLES,
@@ -31,28 +30,13 @@ from anjuka.cards.schemas import (
     ReaderCreateSchema,
     ReaderSchema,
 )
+from anjuka.core.dumping import set_dump_context
 from anjuka.core.errors import AppError
 from anjuka.core.idempotency import idempotent
 from anjuka.core.pagination import paginate
 from anjuka.core.security import requires
 
 blp = Blueprint("cards", __name__, description="Anju e-Cards (安居e卡) and desk readers")
-
-
-def reader_view(reader: Reader, token: str | None = None) -> dict:
-    view = {
-        "id": reader.id,
-        "name": reader.name,
-        "area_code": reader.area.code if reader.area else None,
-        "estate_id": reader.estate_id,
-        "active": reader.active,
-        "created_at": reader.created_at,
-        "revoked_at": reader.revoked_at,
-        "last_seen_at": reader.last_seen_at,
-    }
-    if token is not None:
-        view["token"] = token
-    return view
 
 
 def _choose_reader(reader_id: int | None, default_id: int | None) -> tuple[Reader, bool]:
@@ -82,14 +66,8 @@ def issue_card(body: dict):
     reader = desk_reader(body["reader_id"])
     residence = get_residence_or_404(body["residence_id"], for_update=True)
     usable_reader(reader, residence.dwelling)
-    card, job = operations.issue_card(residence, reader)
-    return {
-        "card_no": card.card_no,
-        "status": card.status,
-        "job_id": job.id,
-        "residence_id": card.residence_id,
-        "reader_id": reader.id,
-    }
+    _card, job = operations.issue_card(residence, reader)
+    return job
 
 
 @blp.route("/cards/<card_no>", methods=["GET"])
@@ -97,7 +75,7 @@ def issue_card(body: dict):
 @requires(*DESK_ROLES)
 def get_card(card_no: str):
     """One card: status, chip, expiry, revocation, and its latest job with any failure."""
-    return operations.card_view(get_card_or_404(card_no))
+    return get_card_or_404(card_no)
 
 
 @blp.route("/cards/<card_no>/revoke", methods=["POST"])
@@ -106,8 +84,7 @@ def get_card(card_no: str):
 @requires(*DESK_ROLES)
 def revoke_card(body: dict, card_no: str):
     """Revoke at once (lost, damaged, replaced); a pending card's job is cancelled."""
-    card = operations.revoke_card(get_card_or_404(card_no, for_update=True), body["reason"])
-    return operations.card_view(card)
+    return operations.revoke_card(get_card_or_404(card_no, for_update=True), body["reason"])
 
 
 @blp.route("/cards/<card_no>/return", methods=["POST"])
@@ -121,13 +98,7 @@ def return_card(body: dict, card_no: str):
     card = get_card_or_404(card_no, for_update=True)
     usable_reader(reader, card.residence.dwelling, named=named)
     job = operations.return_card(card, reader)
-    return {
-        "card_no": card.card_no,
-        "status": card.status,
-        "job_id": job.id,
-        "residence_id": card.residence_id,
-        "reader_id": job.reader_id,
-    }
+    return job
 
 
 @blp.route("/cards/<card_no>/retry", methods=["POST"])
@@ -137,18 +108,12 @@ def return_card(body: dict, card_no: str):
 def retry_card(body: dict, card_no: str):
     """Queue the issuance of a pending card again after its job failed or was cancelled."""
     card = get_card_or_404(card_no)
-    last = operations.card_view(card)["job"]
-    reader, named = _choose_reader(body.get("reader_id"), last["reader_id"] if last else None)
+    last = card.latest_job
+    reader, named = _choose_reader(body.get("reader_id"), last.reader_id if last else None)
     card = get_card_or_404(card_no, for_update=True)
     usable_reader(reader, card.residence.dwelling, named=named)
     job = operations.retry_issue(card, reader)
-    return {
-        "card_no": card.card_no,
-        "status": card.status,
-        "job_id": job.id,
-        "residence_id": card.residence_id,
-        "reader_id": reader.id,
-    }
+    return job
 
 
 @blp.route("/residences/<int:residence_id>/cards", methods=["GET"])
@@ -159,7 +124,7 @@ def residence_cards(residence_id: int, pagination_parameters):
     """Every card issued for a residence, newest first."""
     get_residence_or_404(residence_id)
     stmt = visible_cards().where(Card.residence_id == residence_id).order_by(Card.id.desc())
-    return [operations.card_view(c) for c in paginate(stmt, pagination_parameters)]
+    return paginate(stmt, pagination_parameters)
 
 
 @blp.route("/persons/<int:person_id>/cards", methods=["GET"])
@@ -170,7 +135,7 @@ def person_cards(person_id: int, pagination_parameters):
     """A person's cards, as far as the caller's scope reaches, newest first."""
     get_person_in_scope_or_404(person_id)
     stmt = visible_cards().where(Card.person_id == person_id).order_by(Card.id.desc())
-    return [operations.card_view(c) for c in paginate(stmt, pagination_parameters)]
+    return paginate(stmt, pagination_parameters)
 
 
 @blp.route("/jobs/<int:job_id>", methods=["GET"])
@@ -178,7 +143,7 @@ def person_cards(person_id: int, pagination_parameters):
 @requires(*DESK_ROLES)
 def get_job(job_id: int):
     """A card job's progress, with a readable reason when it failed."""
-    return job_view(get_job_or_404(job_id))
+    return get_job_or_404(job_id)
 
 
 @blp.route("/readers", methods=["GET"])
@@ -188,7 +153,7 @@ def get_job(job_id: int):
 def list_readers(pagination_parameters):
     """Every desk reader, with when its daemon was last heard from (admin)."""
     stmt = sa.select(Reader).order_by(Reader.id)
-    return [reader_view(r) for r in paginate(stmt, pagination_parameters)]
+    return paginate(stmt, pagination_parameters)
 
 
 @blp.route("/readers", methods=["POST"])
@@ -200,7 +165,8 @@ def register_reader(body: dict):
     reader, token = create_reader(
         body["name"], area_code=body.get("area_code"), estate_id=body.get("estate_id")
     )
-    return reader_view(reader, token)
+    set_dump_context(reader_token=token)
+    return reader
 
 
 @blp.route("/readers/<int:reader_id>/revoke", methods=["POST"])
@@ -210,4 +176,4 @@ def revoke_reader(reader_id: int):
     """Disable a reader's token at once; its open jobs are cancelled (admin)."""
     reader = get_reader_or_404(reader_id, lock="update")
     operations.revoke_reader(reader)
-    return reader_view(reader)
+    return reader

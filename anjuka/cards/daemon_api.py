@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 
 from anjuka.cards import jobs
 from anjuka.cards.permissions import own_job_or_404, own_reader
-from anjuka.cards.readers import reader_area_code, touch
+from anjuka.cards.readers import touch
 from anjuka.cards.schemas import (
     DaemonJobSchema,
     HolderQuerySchema,
@@ -37,13 +37,7 @@ blp = Blueprint("card_jobs", __name__, description="Card jobs for desk readers (
 @requires_reader
 def whoami():
     """The reader this token belongs to."""
-    reader = require_identity().subject
-    return {
-        "id": reader.id,
-        "name": reader.name,
-        "area_code": reader_area_code(reader),
-        "estate_id": reader.estate_id,
-    }
+    return require_identity().subject
 
 
 @blp.route("/readers/<int:reader_id>/jobs/next", methods=["GET"])
@@ -67,7 +61,7 @@ def next_job(query: dict, reader_id: int):
             return Response(status=204)  # the daemon is stopping: claim nothing for it
         job = jobs.claim_next(reader_id, holder)
         if job is not None:
-            return jobs.daemon_view(job)
+            return job
         # Kept, not rolled back: lapsed jobs failed on the way stay failed.
         checkpoint()
         remaining = deadline - time.monotonic()
@@ -113,5 +107,4 @@ def report_uid(body: dict, query: dict, reader_id: int, job_id: int):
 def report_result(body: dict, query: dict, reader_id: int, job_id: int):
     """Phase two: what happened on the card; a card becomes active only on a verified write."""
     job = jobs.lock_job(own_job_or_404(reader_id, job_id))
-    jobs.report_result(job, body, holder=query.get("holder"))
-    return jobs.job_view(job)
+    return jobs.report_result(job, body, holder=query.get("holder"))

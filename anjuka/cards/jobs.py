@@ -33,7 +33,12 @@ from anjuka.cards.models import (
     Card,
     CardChip,
     CardJob,
+    CardStatus,
+    JobKind,
+    JobStatus,
     ReaderDaemon,
+    ReportOutcome,
+    WithdrawalReason,
 )
 from anjuka.cards.operations import lock_card, withdraw_records
 from anjuka.cards.signing import SignedRecord, card_keys, sign_card_record
@@ -64,7 +69,7 @@ class AttemptRefused(Conflict):
         super().__init__(message, keep_writes=True, **kwargs)  # type: ignore[arg-type]
 
 
-def _finish(job: CardJob, status: str, error: str | None = None) -> None:
+def _finish(job: CardJob, status: JobStatus, error: str | None = None) -> None:
     job.status = status
     job.finished_at = utcnow()
     job.lease_expires_at = None
@@ -81,10 +86,10 @@ def _fail_attempt(job: CardJob, error: str) -> None:
     """
     job.error = error[:MAX_ERROR_LENGTH]
     if job.attempt >= MAX_ATTEMPTS:
-        _finish(job, "failed")
-        withdraw_records(job, "failed")
+        _finish(job, JobStatus.FAILED)
+        withdraw_records(job, WithdrawalReason.FAILED)
         return
-    job.status = "queued"
+    job.status = JobStatus.QUEUED
     job.holder = None
     job.lease_expires_at = None
 
@@ -116,7 +121,7 @@ def claim_next(reader_id: int, holder: str | None) -> CardJob | None:
             .where(
                 CardJob.reader_id == reader_id,
                 sa.or_(
-                    CardJob.status == "queued",
+                    CardJob.status == JobStatus.QUEUED,
                     sa.and_(CardJob.status.in_(HELD_STATUSES), CardJob.lease_expires_at <= now),
                 ),
             )
@@ -133,7 +138,7 @@ def claim_next(reader_id: int, holder: str | None) -> CardJob | None:
                 f"The desk daemon did not finish the job within its lease {job.attempt} times.",
             )
             continue
-        job.status = "claimed"
+        job.status = JobStatus.CLAIMED
         job.attempt += 1
         job.holder = holder
         job.claimed_at = now
@@ -197,7 +202,7 @@ def release_jobs(reader_id: int, holder: str | None, run: str | None) -> list[in
         .join(Card, CardJob.card_id == Card.id)
         .where(
             CardJob.reader_id == reader_id,
-            CardJob.status == "claimed",
+            CardJob.status == JobStatus.CLAIMED,
             CardJob.holder.is_not_distinct_from(holder),
         )
         .order_by(Card.residence_id, CardJob.id)
@@ -205,9 +210,9 @@ def release_jobs(reader_id: int, holder: str | None, run: str | None) -> list[in
     released = []
     for job_id, _ in rows:
         job = lock_job(job_id)
-        if job.status != "claimed" or job.holder != holder:
+        if job.status != JobStatus.CLAIMED or job.holder != holder:
             continue  # it moved on meanwhile
-        job.status = "queued"
+        job.status = JobStatus.QUEUED
         job.holder = None
         job.lease_expires_at = None
         job.attempt -= 1
@@ -216,23 +221,23 @@ def release_jobs(reader_id: int, holder: str | None, run: str | None) -> list[in
     return released
 
 
-def daemon_view(job: CardJob) -> dict:
-    """A job as the daemon receives it; an erase carries the chip and its keys."""
-    erase = job.kind == "erase"
+def is_erase(job: CardJob) -> bool:
+    """Whether the job wipes a returned card (rather than writing one)."""
+    return job.kind == JobKind.ERASE
+
+
+def lease_seconds(job: CardJob) -> int:
+    """Whole seconds left on the job's lease (0 when it holds none)."""
     remaining = (job.lease_expires_at - utcnow()).total_seconds() if job.lease_expires_at else 0
+    return max(0, int(remaining))
+
+
+def erase_keys(job: CardJob) -> dict[str, str] | None:
+    """The chip's keys an erase needs to wipe it; None for an issue."""
     card = job.card
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "card_no": card.card_no,
-        "attempt": job.attempt,
-        "lease_seconds": max(0, int(remaining)),
-        "expected_uid": job.uid if erase else None,
-        "card_type": job.card_type if erase else None,
-        "keys": card_keys(bytes.fromhex(job.uid), job.card_type, card.card_key_id)
-        if erase and job.uid and job.card_type and card.card_key_id
-        else None,
-    }
+    if is_erase(job) and job.uid and job.card_type and card.card_key_id:
+        return card_keys(bytes.fromhex(job.uid), job.card_type, card.card_key_id)
+    return None
 
 
 def lock_job(job_id: int) -> CardJob:
@@ -293,14 +298,14 @@ def bind_uid(
     The same UID gets the same record back; another UID (another card was
     inserted) binds the job to that chip instead.
     """
-    if job.kind != "issue":
+    if job.kind != JobKind.ISSUE:
         raise Conflict(f"Job {job.id} is an {job.kind} job: it takes no UID.", code="not_an_issue")
-    if job.status == "done" and job.uid == uid:
+    if job.status == JobStatus.DONE and job.uid == uid:
         return _uid_answer(job)
     if job.status in FINISHED_STATUSES:
         _refuse_finished(job)
     card = job.card
-    if card.status != "pending":
+    if card.status != CardStatus.PENDING:
         raise Conflict(f"Card {card.card_no} is {card.status}.", code="card_not_pending")
     _check_holder(job, holder, attempt)
     if job.uid == uid and job.record is not None:
@@ -314,7 +319,7 @@ def bind_uid(
 def _renew_binding(job: CardJob, card_type: str) -> None:
     """The same chip again (a lost answer, a restarted daemon): same record, lease renewed."""
     job.card_type = job.card.card_type = card_type
-    job.status = "awaiting_result"
+    job.status = JobStatus.AWAITING_RESULT
     now = utcnow()
     job.lease_expires_at = max(job.lease_expires_at or now, now + LEASE)
     db.session.flush()
@@ -324,7 +329,7 @@ def _refuse_chip_in_use(job: CardJob, uid: str) -> None:
     """A chip that carries another active card ends the attempt (``uid_in_use``)."""
     in_use = db.session.scalar(
         sa.select(Card.card_no).where(
-            Card.uid == uid, Card.status == "active", Card.id != job.card_id
+            Card.uid == uid, Card.status == CardStatus.ACTIVE, Card.id != job.card_id
         )
     )
     if in_use is not None:
@@ -341,7 +346,7 @@ def _bind_chip(job: CardJob, uid: str, card_type: str) -> None:
     previous_uid = job.uid
     if previous_uid is not None:
         # The record for the chip before may be on it, whole: it must never read valid.
-        withdraw_records(job, "rebound", uid=previous_uid)
+        withdraw_records(job, WithdrawalReason.REBOUND, uid=previous_uid)
     signed = _sign_anew(card, uid, effective_policy(area).card_validity_days)
     db.session.add(
         CardChip(
@@ -359,7 +364,7 @@ def _bind_chip(job: CardJob, uid: str, card_type: str) -> None:
     card.key_id = signed.key_id
     card.card_key_id = keyring().card_master[0]
     card.expires_on = signed.valid_until
-    job.status = "awaiting_result"
+    job.status = JobStatus.AWAITING_RESULT
     job.lease_expires_at = utcnow() + LEASE
     db.session.flush()
     audit.record(
@@ -423,7 +428,7 @@ def _activate(job: CardJob) -> None:
     card = job.card
     other = db.session.scalar(
         sa.select(Card.card_no).where(
-            Card.uid == job.uid, Card.status == "active", Card.id != card.id
+            Card.uid == job.uid, Card.status == CardStatus.ACTIVE, Card.id != card.id
         )
     )
     if other is not None:
@@ -437,7 +442,7 @@ def _activate(job: CardJob) -> None:
         _fail_attempt(job, f"The signed record no longer verifies: {exc}")
         return
     now = utcnow()
-    card.status = "active"
+    card.status = CardStatus.ACTIVE
     card.activated_at = now
     card.record = record
     db.session.execute(
@@ -445,8 +450,10 @@ def _activate(job: CardJob) -> None:
         .where(CardChip.job_id == job.id, CardChip.record_digest == record_digest(record))
         .values(activated_at=now)
     )
-    withdraw_records(job, "rebound")  # none should be left: each rebind withdrew its own
-    _finish(job, "done")
+    withdraw_records(
+        job, WithdrawalReason.REBOUND
+    )  # none should be left: each rebind withdrew its own
+    _finish(job, JobStatus.DONE)
     job.error = None
     db.session.flush()
     audit.record(
@@ -462,10 +469,10 @@ def _complete_erase(job: CardJob) -> None:
     card = job.card
     now = utcnow()
     previous = card.status
-    card.status = "returned"
+    card.status = CardStatus.RETURNED
     card.returned_at = now
     card.revoked_at = card.revoked_at or now
-    _finish(job, "done")
+    _finish(job, JobStatus.DONE)
     job.error = None
     db.session.flush()
     audit.record(
@@ -488,7 +495,7 @@ def _matches(job: CardJob, uid: str | None, record: str | None) -> bool:
     """Whether a done report shows exactly what the job asked for on its chip."""
     if uid is None or uid != job.uid:
         return False
-    return job.kind == "erase" or (job.record is not None and record == job.record.hex())
+    return job.kind == JobKind.ERASE or (job.record is not None and record == job.record.hex())
 
 
 def report_result(job: CardJob, report: dict, *, holder: str | None) -> CardJob:
@@ -502,12 +509,12 @@ def report_result(job: CardJob, report: dict, *, holder: str | None) -> CardJob:
     uid = report.get("uid")
     error = (report.get("error") or "").strip()
     attempt = report.get("attempt")
-    if outcome == "done" and _matches(job, uid, report.get("record")):
-        if job.status == "done":
+    if outcome == ReportOutcome.DONE and _matches(job, uid, report.get("record")):
+        if job.status == JobStatus.DONE:
             return job  # the same success again
         if job.status in FINISHED_STATUSES:
             _refuse_finished(job)
-        if job.kind == "issue":
+        if job.kind == JobKind.ISSUE:
             _activate(job)
         else:
             _complete_erase(job)
@@ -521,14 +528,16 @@ def report_result(job: CardJob, report: dict, *, holder: str | None) -> CardJob:
     if job.status in FINISHED_STATUSES:
         _refuse_finished(job)
     _check_holder(job, holder, attempt)
-    wrong_card = job.kind == "erase" and (outcome == "done" or error.startswith("wrong_card"))
+    wrong_card = job.kind == JobKind.ERASE and (
+        outcome == ReportOutcome.DONE or error.startswith("wrong_card")
+    )
     if wrong_card:
         _keep_waiting(job, f"wrong_card: the card in the reader is not {job.uid}.")
-    elif outcome == "unknown":
+    elif outcome == ReportOutcome.UNKNOWN:
         _keep_waiting(job, f"outcome unknown (the card left mid-write): {error or 'no detail'}")
     else:
         job.report_digest = digest
-        if outcome == "failed":
+        if outcome == ReportOutcome.FAILED:
             reason = error or "The daemon reported a failure without a reason."
         elif job.uid is None:
             reason = "The daemon reported a write before it sent the chip's UID."
@@ -539,24 +548,3 @@ def report_result(job: CardJob, report: dict, *, holder: str | None) -> CardJob:
         _fail_attempt(job, reason)
     db.session.flush()
     return job
-
-
-def job_view(job: CardJob) -> dict:
-    """A job as the desk and the daemon see its state."""
-    return {
-        "id": job.id,
-        "kind": job.kind,
-        "status": job.status,
-        "card_no": job.card.card_no,
-        "card_status": job.card.status,
-        "reader_id": job.reader_id,
-        "attempt": job.attempt,
-        "max_attempts": MAX_ATTEMPTS,
-        "uid": job.uid,
-        "card_type": job.card_type,
-        "error": job.error,
-        "created_at": job.created_at,
-        "claimed_at": job.claimed_at,
-        "lease_expires_at": job.lease_expires_at,
-        "finished_at": job.finished_at,
-    }

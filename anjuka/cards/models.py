@@ -7,35 +7,93 @@ open job per card, one active card per chip, and CHECKs on every status.
 
 from __future__ import annotations
 
+import enum
 from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.areas.models import Area
-from anjuka.core.db import Model
-from anjuka.core.models import UTCDateTime
+from anjuka.core.db import Model, db
+from anjuka.core.models import UTCDateTime, sql_in
 from anjuka.core.time import utcnow
 from anjuka.dwellings.models import Estate
 from anjuka.residences.models import Residence
 
-CARD_STATUSES = ("pending", "active", "revoked", "returned")
-REVOCATION_REASONS = ("departed", "lost", "damaged", "replaced", "expired")
+
+class CardStatus(enum.StrEnum):
+    """Where a card stands: pending until its chip is written and verified."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    RETURNED = "returned"
+
+
+class RevocationReason(enum.StrEnum):
+    """Why a card was revoked."""
+
+    DEPARTED = "departed"
+    LOST = "lost"
+    DAMAGED = "damaged"
+    REPLACED = "replaced"
+    EXPIRED = "expired"
+
+
+class CardType(enum.StrEnum):
+    """The chips the desk daemon writes."""
+
+    CPU = "cpu"
+    MIFARE1K = "mifare1k"
+
+
+class JobKind(enum.StrEnum):
+    """What a card job does: write a card, or wipe a returned one."""
+
+    ISSUE = "issue"
+    ERASE = "erase"
+
+
+class JobStatus(enum.StrEnum):
+    """Where a card job stands."""
+
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    AWAITING_RESULT = "awaiting_result"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class ReportOutcome(enum.StrEnum):
+    """What a daemon reports a job did on the card (docs/job-protocol.md)."""
+
+    DONE = "done"
+    FAILED = "failed"
+    #: The card left mid-write: the job stays open.
+    UNKNOWN = "unknown"
+
+
+class WithdrawalReason(enum.StrEnum):
+    """Why a signed record can no longer become the card (``CardChip.withdrawn_reason``)."""
+
+    REBOUND = "rebound"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+#: Cards that count toward "one per person" (the live ones).
+LIVE_CARD_STATUSES = (CardStatus.PENDING, CardStatus.ACTIVE)
 #: What a desk may give as the reason when it revokes a card by hand.
-DESK_REVOCATION_REASONS = ("lost", "damaged", "replaced")
-CARD_TYPES = ("cpu", "mifare1k")
-JOB_KINDS = ("issue", "erase")
-JOB_STATUSES = ("queued", "claimed", "awaiting_result", "done", "failed", "cancelled")
+DESK_REVOCATION_REASONS = (
+    RevocationReason.LOST,
+    RevocationReason.DAMAGED,
+    RevocationReason.REPLACED,
+)
 #: A daemon holds a lease on these.
-HELD_STATUSES = ("claimed", "awaiting_result")
-OPEN_STATUSES = ("queued", *HELD_STATUSES)
-FINISHED_STATUSES = ("done", "failed", "cancelled")
-#: Why a signed record can no longer become the card (``CardChip.withdrawn_reason``).
-WITHDRAWAL_REASONS = ("rebound", "failed", "cancelled")
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+HELD_STATUSES = (JobStatus.CLAIMED, JobStatus.AWAITING_RESULT)
+OPEN_STATUSES = (JobStatus.QUEUED, *HELD_STATUSES)
+FINISHED_STATUSES = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class Reader(Model):
@@ -103,13 +161,13 @@ class Card(Model):
 
     __tablename__ = "cards"
     __table_args__ = (
-        sa.CheckConstraint(_in("status", CARD_STATUSES), name="status_known"),
+        sa.CheckConstraint(sql_in("status", CardStatus), name="status_known"),
         sa.CheckConstraint(
-            "revocation_reason IS NULL OR " + _in("revocation_reason", REVOCATION_REASONS),
+            "revocation_reason IS NULL OR " + sql_in("revocation_reason", RevocationReason),
             name="revocation_reason_known",
         ),
         sa.CheckConstraint(
-            "card_type IS NULL OR " + _in("card_type", CARD_TYPES), name="card_type_known"
+            "card_type IS NULL OR " + sql_in("card_type", CardType), name="card_type_known"
         ),
         sa.CheckConstraint("length(card_no) = 11", name="card_no_length"),
         sa.CheckConstraint(
@@ -117,43 +175,46 @@ class Card(Model):
             name="uid_hex_length",
         ),
         sa.CheckConstraint(
-            "status <> 'revoked' OR (revocation_reason IS NOT NULL AND revoked_at IS NOT NULL)",
+            f"status <> '{CardStatus.REVOKED}'"
+            " OR (revocation_reason IS NOT NULL AND revoked_at IS NOT NULL)",
             name="revoked_has_reason",
         ),
         sa.CheckConstraint(
-            "status NOT IN ('pending', 'active') OR revocation_reason IS NULL",
+            f"status NOT IN ('{CardStatus.PENDING}', '{CardStatus.ACTIVE}')"
+            " OR revocation_reason IS NULL",
             name="live_has_no_reason",
         ),
         sa.CheckConstraint(
-            "status <> 'active' OR (uid IS NOT NULL AND card_type IS NOT NULL"
+            f"status <> '{CardStatus.ACTIVE}' OR (uid IS NOT NULL AND card_type IS NOT NULL"
             " AND record IS NOT NULL AND activated_at IS NOT NULL)",
             name="active_is_written",
         ),
         sa.CheckConstraint(
-            "status <> 'returned' OR returned_at IS NOT NULL", name="returned_has_time"
+            f"status <> '{CardStatus.RETURNED}' OR returned_at IS NOT NULL",
+            name="returned_has_time",
         ),
         # At most one active card per person, and one pending, held by the database.
         sa.Index(
             "uq_cards_active_person",
             "person_id",
             unique=True,
-            sqlite_where=sa.text("status = 'active'"),
-            postgresql_where=sa.text("status = 'active'"),
+            sqlite_where=sa.text(f"status = '{CardStatus.ACTIVE}'"),
+            postgresql_where=sa.text(f"status = '{CardStatus.ACTIVE}'"),
         ),
         sa.Index(
             "uq_cards_pending_person",
             "person_id",
             unique=True,
-            sqlite_where=sa.text("status = 'pending'"),
-            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text(f"status = '{CardStatus.PENDING}'"),
+            postgresql_where=sa.text(f"status = '{CardStatus.PENDING}'"),
         ),
         # One chip carries at most one active card.
         sa.Index(
             "uq_cards_active_uid",
             "uid",
             unique=True,
-            sqlite_where=sa.text("status = 'active'"),
-            postgresql_where=sa.text("status = 'active'"),
+            sqlite_where=sa.text(f"status = '{CardStatus.ACTIVE}'"),
+            postgresql_where=sa.text(f"status = '{CardStatus.ACTIVE}'"),
         ),
     )
 
@@ -163,7 +224,7 @@ class Card(Model):
     residence_id: Mapped[int] = mapped_column(sa.ForeignKey("residences.id"), index=True)
     #: The residence's person, copied so the database can hold "one active card per person".
     person_id: Mapped[int] = mapped_column(sa.ForeignKey("persons.id"), index=True)
-    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    status: Mapped[str] = mapped_column(sa.String(16), default=CardStatus.PENDING)
     card_type: Mapped[str | None] = mapped_column(sa.String(16))
     #: Chip UID, lowercase hex: the chip the record is signed for.
     uid: Mapped[str | None] = mapped_column(sa.String(64))
@@ -183,16 +244,26 @@ class Card(Model):
 
     residence: Mapped[Residence] = relationship()
 
+    @property
+    def latest_job(self) -> CardJob | None:
+        """The card's newest job (its issue, a retry, or its erase), if any."""
+        return db.session.scalar(
+            sa.select(CardJob)
+            .where(CardJob.card_id == self.id)
+            .order_by(CardJob.id.desc())
+            .limit(1)
+        )
+
 
 class CardJob(Model):
     """Work for a desk reader: write a card (issue) or wipe a returned one (erase)."""
 
     __tablename__ = "card_jobs"
     __table_args__ = (
-        sa.CheckConstraint(_in("kind", JOB_KINDS), name="kind_known"),
-        sa.CheckConstraint(_in("status", JOB_STATUSES), name="status_known"),
+        sa.CheckConstraint(sql_in("kind", JobKind), name="kind_known"),
+        sa.CheckConstraint(sql_in("status", JobStatus), name="status_known"),
         sa.CheckConstraint(
-            "card_type IS NULL OR " + _in("card_type", CARD_TYPES), name="card_type_known"
+            "card_type IS NULL OR " + sql_in("card_type", CardType), name="card_type_known"
         ),
         sa.CheckConstraint("attempt >= 0", name="attempt_not_negative"),
         sa.CheckConstraint(
@@ -200,21 +271,21 @@ class CardJob(Model):
             name="uid_hex_length",
         ),
         sa.CheckConstraint(
-            f"({_in('status', FINISHED_STATUSES)}) = (finished_at IS NOT NULL)",
+            f"({sql_in('status', FINISHED_STATUSES)}) = (finished_at IS NOT NULL)",
             name="finished_when_final",
         ),
         sa.CheckConstraint(
-            f"NOT ({_in('status', HELD_STATUSES)}) OR lease_expires_at IS NOT NULL",
+            f"NOT ({sql_in('status', HELD_STATUSES)}) OR lease_expires_at IS NOT NULL",
             name="held_has_lease",
         ),
-        sa.CheckConstraint("kind <> 'erase' OR uid IS NOT NULL", name="erase_knows_uid"),
+        sa.CheckConstraint(f"kind <> '{JobKind.ERASE}' OR uid IS NOT NULL", name="erase_knows_uid"),
         # One open job per card: a second issue or erase waits for the first to end.
         sa.Index(
             "uq_card_jobs_open_card",
             "card_id",
             unique=True,
-            sqlite_where=sa.text(f"{_in('status', OPEN_STATUSES)}"),
-            postgresql_where=sa.text(f"{_in('status', OPEN_STATUSES)}"),
+            sqlite_where=sa.text(f"{sql_in('status', OPEN_STATUSES)}"),
+            postgresql_where=sa.text(f"{sql_in('status', OPEN_STATUSES)}"),
         ),
         sa.Index("ix_card_jobs_reader_id_status", "reader_id", "status"),
     )
@@ -223,7 +294,7 @@ class CardJob(Model):
     reader_id: Mapped[int] = mapped_column(sa.ForeignKey("readers.id"))
     card_id: Mapped[int] = mapped_column(sa.ForeignKey("cards.id"), index=True)
     kind: Mapped[str] = mapped_column(sa.String(8))
-    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    status: Mapped[str] = mapped_column(sa.String(16), default=JobStatus.QUEUED)
     #: How many times a daemon has claimed the job.
     attempt: Mapped[int] = mapped_column(default=0)
     #: Which daemon process holds it (the ``holder`` it polls with), if it said.
@@ -264,7 +335,7 @@ class CardChip(Model):
     __tablename__ = "card_chips"
     __table_args__ = (
         sa.CheckConstraint(
-            "withdrawn_reason IS NULL OR " + _in("withdrawn_reason", WITHDRAWAL_REASONS),
+            "withdrawn_reason IS NULL OR " + sql_in("withdrawn_reason", WithdrawalReason),
             name="withdrawn_reason_known",
         ),
         sa.CheckConstraint(

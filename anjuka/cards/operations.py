@@ -8,7 +8,20 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from anjuka.audit import operations as audit
-from anjuka.cards.models import OPEN_STATUSES, Card, CardChip, CardJob, CardSerial, Reader
+from anjuka.cards.models import (
+    LIVE_CARD_STATUSES,
+    OPEN_STATUSES,
+    Card,
+    CardChip,
+    CardJob,
+    CardSerial,
+    CardStatus,
+    JobKind,
+    JobStatus,
+    Reader,
+    RevocationReason,
+    WithdrawalReason,
+)
 from anjuka.cards.readers import reader_area_code, reader_serves
 from anjuka.core import signals
 from anjuka.core.db import db
@@ -18,14 +31,12 @@ from anjuka.residences.models import Residence
 from cardreader.cardno import MAX_SERIAL, make_card_no
 from cardreader.record import AREA_CODE_SIZE
 
-LIVE_STATUSES = ("pending", "active")
-
 
 def _area_code(card: Card) -> str:
     return card.residence.dwelling.area.code
 
 
-def withdraw_records(job: CardJob, reason: str, *, uid: str | None = None) -> None:
+def withdraw_records(job: CardJob, reason: WithdrawalReason, *, uid: str | None = None) -> None:
     """The job's signed records (or the one for chip ``uid``) can no longer become the card.
 
     Their chips may hold them whole, so the offline bundle lists them until
@@ -79,7 +90,7 @@ def next_card_no() -> str:
 def live_card_of(person_id: int) -> Card | None:
     """The person's pending or active card, if any."""
     return db.session.scalar(
-        sa.select(Card).where(Card.person_id == person_id, Card.status.in_(LIVE_STATUSES))
+        sa.select(Card).where(Card.person_id == person_id, Card.status.in_(LIVE_CARD_STATUSES))
     )
 
 
@@ -91,14 +102,14 @@ def open_job_of(card: Card, *, for_update: bool = False) -> CardJob | None:
     return db.session.scalar(query)
 
 
-def _queue(card: Card, reader: Reader, kind: str) -> CardJob:
+def _queue(card: Card, reader: Reader, kind: JobKind) -> CardJob:
     job = CardJob(
         reader_id=reader.id,
         card=card,
         kind=kind,
-        status="queued",
-        uid=card.uid if kind == "erase" else None,
-        card_type=card.card_type if kind == "erase" else None,
+        status=JobStatus.QUEUED,
+        uid=card.uid if kind == JobKind.ERASE else None,
+        card_type=card.card_type if kind == JobKind.ERASE else None,
     )
     db.session.add(job)
     db.session.flush()
@@ -136,7 +147,7 @@ def issue_card(residence: Residence, reader: Reader) -> tuple[Card, CardJob]:
         card_no=next_card_no(),
         residence_id=residence.id,
         person_id=residence.person_id,
-        status="pending",
+        status=CardStatus.PENDING,
         issued_at=utcnow(),
     )
     try:
@@ -146,7 +157,7 @@ def issue_card(residence: Residence, reader: Reader) -> tuple[Card, CardJob]:
         # Only a concurrent issuance that bypassed the residence lock gets here.
         raise Conflict("This person already has a pending card.", code="card_exists") from None
     card.residence = residence
-    job = _queue(card, reader, "issue")
+    job = _queue(card, reader, JobKind.ISSUE)
     audit.record(
         "card.issue",
         subject_type="card",
@@ -164,7 +175,7 @@ def issue_card(residence: Residence, reader: Reader) -> tuple[Card, CardJob]:
 
 def retry_issue(card: Card, reader: Reader) -> CardJob:
     """Queue a new issue job for a pending card whose last job failed or was cancelled."""
-    if card.status != "pending":
+    if card.status != CardStatus.PENDING:
         raise Conflict(
             f"Card {card.card_no} is {card.status}, not pending.", code="card_not_pending"
         )
@@ -179,7 +190,7 @@ def retry_issue(card: Card, reader: Reader) -> CardJob:
         raise Conflict(
             f"Reader {reader.name!r} does not serve this dwelling.", code="reader_not_serving"
         )
-    job = _queue(card, reader, "issue")
+    job = _queue(card, reader, JobKind.ISSUE)
     audit.record(
         "card.issue_retry",
         subject_type="card",
@@ -192,26 +203,26 @@ def retry_issue(card: Card, reader: Reader) -> CardJob:
 
 def revoke_card(card: Card, reason: str) -> Card:
     """Revoke at once (the caller has locked the card); a pending card's job is cancelled."""
-    if card.status == "revoked":
+    if card.status == CardStatus.REVOKED:
         raise Conflict(
             f"Card {card.card_no} is already revoked ({card.revocation_reason}).",
             code="card_revoked",
         )
-    if card.status == "returned":
+    if card.status == CardStatus.RETURNED:
         raise Conflict(f"Card {card.card_no} has been returned.", code="card_returned")
     previous = card.status
     now = utcnow()
-    card.status = "revoked"
+    card.status = CardStatus.REVOKED
     card.revocation_reason = reason
     card.revoked_at = now
     cancelled = None
     job = open_job_of(card, for_update=True)
-    if job is not None and job.kind == "issue":
-        job.status = "cancelled"
+    if job is not None and job.kind == JobKind.ISSUE:
+        job.status = JobStatus.CANCELLED
         job.error = f"the card was revoked ({reason})"
         job.finished_at = now
         job.lease_expires_at = None
-        withdraw_records(job, "cancelled")
+        withdraw_records(job, WithdrawalReason.CANCELLED)
         cancelled = job.id
     db.session.flush()
     audit.record(
@@ -228,7 +239,7 @@ def writer_of(card: Card) -> int | None:
     """The id of the reader that wrote the card's chip, if any."""
     return db.session.scalar(
         sa.select(CardJob.reader_id)
-        .where(CardJob.card_id == card.id, CardJob.kind == "issue", CardJob.uid == card.uid)
+        .where(CardJob.card_id == card.id, CardJob.kind == JobKind.ISSUE, CardJob.uid == card.uid)
         .order_by(CardJob.id.desc())
         .limit(1)
     )
@@ -239,9 +250,9 @@ def return_card(card: Card, reader: Reader) -> CardJob:
 
     Asking again while the erase is queued or running answers with that job.
     """
-    if card.status == "returned":
+    if card.status == CardStatus.RETURNED:
         raise Conflict(f"Card {card.card_no} has already been returned.", code="card_returned")
-    if card.status == "pending":
+    if card.status == CardStatus.PENDING:
         raise Conflict(
             f"Card {card.card_no} is still pending: revoke it, then take it back.",
             code="card_pending",
@@ -252,13 +263,13 @@ def return_card(card: Card, reader: Reader) -> CardJob:
             code="card_not_written",
         )
     running = open_job_of(card)
-    if running is not None and running.kind == "erase":
+    if running is not None and running.kind == JobKind.ERASE:
         return running
     if not reader_serves(reader, card.residence.dwelling):
         raise Conflict(
             f"Reader {reader.name!r} does not serve this dwelling.", code="reader_not_serving"
         )
-    job = _queue(card, reader, "erase")
+    job = _queue(card, reader, JobKind.ERASE)
     audit.record(
         "card.return_requested",
         subject_type="card",
@@ -296,11 +307,11 @@ def revoke_reader(reader: Reader) -> list[int]:
             .execution_options(populate_existing=True)
         ).scalar_one()
         if job.status in OPEN_STATUSES:
-            job.status = "cancelled"
+            job.status = JobStatus.CANCELLED
             job.error = "the reader was revoked"
             job.finished_at = now
             job.lease_expires_at = None
-            withdraw_records(job, "cancelled")
+            withdraw_records(job, WithdrawalReason.CANCELLED)
             cancelled.append(job.id)
     db.session.flush()
     audit.record(
@@ -317,48 +328,12 @@ def revoke_on_departure(residence: Residence, **_kwargs: object) -> None:
     """A departure revokes the residence's card at once (人走注销), in the same transaction."""
     cards = db.session.scalars(
         sa.select(Card)
-        .where(Card.residence_id == residence.id, Card.status.in_(LIVE_STATUSES))
+        .where(Card.residence_id == residence.id, Card.status.in_(LIVE_CARD_STATUSES))
         .with_for_update()
         .execution_options(populate_existing=True)
     )
     for card in list(cards):
-        revoke_card(card, "departed")
-
-
-def card_view(card: Card, job: CardJob | None = None) -> dict:
-    """A card as the desk sees it: no personal data is on it or in it."""
-    if job is None:
-        job = db.session.scalar(
-            sa.select(CardJob)
-            .where(CardJob.card_id == card.id)
-            .order_by(CardJob.id.desc())
-            .limit(1)
-        )
-    return {
-        "card_no": card.card_no,
-        "status": card.status,
-        "residence_id": card.residence_id,
-        "person_id": card.person_id,
-        "card_type": card.card_type,
-        "uid": card.uid,
-        "key_id": card.key_id,
-        "issued_at": card.issued_at,
-        "activated_at": card.activated_at,
-        "expires_on": card.expires_on,
-        "revoked_at": card.revoked_at,
-        "revocation_reason": card.revocation_reason,
-        "returned_at": card.returned_at,
-        "job": None
-        if job is None
-        else {
-            "id": job.id,
-            "kind": job.kind,
-            "status": job.status,
-            "reader_id": job.reader_id,
-            "attempt": job.attempt,
-            "error": job.error,
-        },
-    }
+        revoke_card(card, RevocationReason.DEPARTED)
 
 
 def connect() -> None:

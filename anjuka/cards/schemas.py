@@ -3,8 +3,17 @@
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from anjuka.cards.models import CARD_TYPES, DESK_REVOCATION_REASONS, JOB_KINDS, JOB_STATUSES
-from anjuka.core.fields import Id
+from anjuka.cards.jobs import MAX_ATTEMPTS, erase_keys, is_erase, lease_seconds
+from anjuka.cards.models import (
+    DESK_REVOCATION_REASONS,
+    CardType,
+    JobKind,
+    JobStatus,
+    ReportOutcome,
+)
+from anjuka.cards.readers import reader_area_code
+from anjuka.core.dumping import dump_context
+from anjuka.core.fields import Id, computed
 from cardreader.record import MAX_UID_SIZE
 
 HEX = r"^(?:[0-9a-fA-F]{2})+$"
@@ -30,15 +39,19 @@ class CardIssueSchema(ma.Schema):
 
 
 class CardIssuedSchema(ma.Schema):
-    card_no = fields.String(required=True)
-    status = fields.String(required=True)
-    job_id = fields.Integer(required=True)
-    residence_id = fields.Integer()
+    """A card's job just queued (dumps the job)."""
+
+    card_no = fields.String(required=True, attribute="card.card_no")
+    status = fields.String(required=True, attribute="card.status")
+    job_id = fields.Integer(required=True, attribute="id")
+    residence_id = fields.Integer(attribute="card.residence_id")
     reader_id = fields.Integer()
 
 
 class CardRevokeSchema(ma.Schema):
-    reason = fields.String(required=True, validate=validate.OneOf(DESK_REVOCATION_REASONS))
+    reason = fields.String(
+        required=True, validate=validate.OneOf([r.value for r in DESK_REVOCATION_REASONS])
+    )
 
 
 class CardReaderChoiceSchema(ma.Schema):
@@ -52,6 +65,8 @@ class CardReaderChoiceSchema(ma.Schema):
 
 
 class JobSummarySchema(ma.Schema):
+    """A card's latest job, as the card shows it."""
+
     id = fields.Integer()
     kind = fields.String()
     status = fields.String()
@@ -61,6 +76,8 @@ class JobSummarySchema(ma.Schema):
 
 
 class CardSchema(ma.Schema):
+    """A card as the desk sees it: no personal data is on it or in it."""
+
     card_no = fields.String()
     status = fields.String()
     residence_id = fields.Integer()
@@ -74,18 +91,25 @@ class CardSchema(ma.Schema):
     revoked_at = fields.DateTime(allow_none=True)
     revocation_reason = fields.String(allow_none=True)
     returned_at = fields.DateTime(allow_none=True)
-    job = fields.Nested(JobSummarySchema, allow_none=True, metadata={"description": "latest job"})
+    job = fields.Nested(
+        JobSummarySchema,
+        attribute="latest_job",
+        allow_none=True,
+        metadata={"description": "latest job"},
+    )
 
 
 class JobSchema(ma.Schema):
+    """A job as the desk and the daemon see its state."""
+
     id = fields.Integer()
-    kind = fields.String(validate=validate.OneOf(JOB_KINDS))
-    status = fields.String(validate=validate.OneOf(JOB_STATUSES))
-    card_no = fields.String()
-    card_status = fields.String()
+    kind = fields.String(validate=validate.OneOf([k.value for k in JobKind]))
+    status = fields.String(validate=validate.OneOf([s.value for s in JobStatus]))
+    card_no = fields.String(attribute="card.card_no")
+    card_status = fields.String(attribute="card.status")
     reader_id = fields.Integer()
     attempt = fields.Integer()
-    max_attempts = fields.Integer()
+    max_attempts = computed(fields.Integer, lambda _job: MAX_ATTEMPTS)
     uid = fields.String(allow_none=True)
     card_type = fields.String(allow_none=True)
     error = fields.String(allow_none=True, metadata={"description": "the last failure, readable"})
@@ -104,7 +128,9 @@ class ReaderCreateSchema(ma.Schema):
 class ReaderSchema(ma.Schema):
     id = fields.Integer()
     name = fields.String()
-    area_code = fields.String(allow_none=True)
+    area_code = computed(
+        fields.String, lambda reader: reader.area.code if reader.area else None, allow_none=True
+    )
     estate_id = fields.Integer(allow_none=True)
     active = fields.Boolean()
     created_at = fields.DateTime()
@@ -113,13 +139,19 @@ class ReaderSchema(ma.Schema):
 
 
 class ReaderCreatedSchema(ReaderSchema):
-    token = fields.String(metadata={"description": "shown once; only its hash is kept"})
+    """A reader just registered, with its token (the view passes it in the dump context)."""
+
+    token = computed(
+        fields.String,
+        lambda _reader: dump_context()["reader_token"],
+        metadata={"description": "shown once; only its hash is kept"},
+    )
 
 
 class ReaderMeSchema(ma.Schema):
     id = fields.Integer()
     name = fields.String()
-    area_code = fields.String(allow_none=True)
+    area_code = computed(fields.String, reader_area_code, allow_none=True)
     estate_id = fields.Integer(allow_none=True)
 
 
@@ -149,14 +181,22 @@ class PollQuerySchema(ma.Schema):
 
 
 class DaemonJobSchema(ma.Schema):
+    """A job as the daemon receives it; an erase carries the chip and its keys."""
+
     id = fields.Integer()
     kind = fields.String()
-    card_no = fields.String()
+    card_no = fields.String(attribute="card.card_no")
     attempt = fields.Integer()
-    lease_seconds = fields.Integer()
-    expected_uid = fields.String(allow_none=True)
-    card_type = fields.String(allow_none=True)
-    keys = fields.Dict(keys=fields.String(), values=fields.String(), allow_none=True)
+    lease_seconds = computed(fields.Integer, lease_seconds)
+    expected_uid = computed(
+        fields.String, lambda job: job.uid if is_erase(job) else None, allow_none=True
+    )
+    card_type = computed(
+        fields.String, lambda job: job.card_type if is_erase(job) else None, allow_none=True
+    )
+    keys = computed(
+        fields.Dict, erase_keys, keys=fields.String(), values=fields.String(), allow_none=True
+    )
 
 
 class HolderQuerySchema(ma.Schema):
@@ -178,7 +218,7 @@ class ReleasedSchema(ma.Schema):
 
 class UidReportSchema(ma.Schema):
     uid = Hex(MAX_UID_SIZE, required=True)
-    card_type = fields.String(required=True, validate=validate.OneOf(CARD_TYPES))
+    card_type = fields.String(required=True, validate=validate.OneOf([t.value for t in CardType]))
     attempt = fields.Integer(strict=True, validate=validate.Range(1, 1000))
 
 
@@ -192,7 +232,9 @@ class UidAnswerSchema(ma.Schema):
 
 
 class ResultReportSchema(ma.Schema):
-    outcome = fields.String(required=True, validate=validate.OneOf(["done", "failed", "unknown"]))
+    outcome = fields.String(
+        required=True, validate=validate.OneOf([o.value for o in ReportOutcome])
+    )
     uid = Hex(MAX_UID_SIZE)
     record = Hex(1024)
     error = fields.String(validate=validate.Length(max=2000))
@@ -200,5 +242,5 @@ class ResultReportSchema(ma.Schema):
 
     @ma.validates_schema
     def _done_names_the_card(self, data: dict, **_kwargs) -> None:
-        if data["outcome"] == "done" and "uid" not in data:
+        if data["outcome"] == ReportOutcome.DONE and "uid" not in data:
             raise ma.ValidationError("A done report names the card's UID.", "uid")

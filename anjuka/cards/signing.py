@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from anjuka.cards.models import CardType
 from anjuka.core.errors import AppError
 from anjuka.core.keys import keyring
 from cardreader.protocol.profiles import CPU_PROFILE, MIFARE_PROFILE
@@ -23,8 +24,8 @@ from cardreader.record import AREA_CODE_SIZE, CardRecord, sign_record
 KEY_CONTEXT = b"Anjuka card key v1\x00"
 #: Per-card keys of each card type: purpose and length in bytes.
 DERIVED_KEYS: dict[str, tuple[tuple[str, int], ...]] = {
-    "cpu": (("write_key", 16), ("internal_key", 16)),
-    "mifare1k": (("key_b", 6),),
+    CardType.CPU: (("write_key", 16), ("internal_key", 16)),
+    CardType.MIFARE1K: (("key_b", 6),),
 }
 
 
@@ -49,7 +50,7 @@ def card_keys(uid: bytes, card_type: str, master_key_id: str | None) -> dict[str
         name: derive_card_key(master, uid, card_type, name, length).hex()
         for name, length in DERIVED_KEYS[card_type]
     }
-    if card_type == "cpu":
+    if card_type == CardType.CPU:
         return {"transport_key": CPU_PROFILE.default_transport_key.hex(), **keys}
     # MIFARE Classic: key A is the public read key, so reading needs no secret;
     # Crypto1 is broken anyway and the record's signature carries the trust.

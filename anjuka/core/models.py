@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -25,3 +26,11 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         return as_utc(value)
+
+
+def sql_in(column: str, values: Iterable[str]) -> str:
+    """``column IN ('a', 'b')`` for a CHECK or a partial index, from an enum's members.
+
+    The members' order is kept, so the SQL stays what the migrations wrote.
+    """
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"

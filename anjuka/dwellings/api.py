@@ -6,15 +6,15 @@ import sqlalchemy as sa
 from flask_smorest import Blueprint
 
 from anjuka.areas.models import Area
-from anjuka.areas.operations import effective_policies
 from anjuka.areas.permissions import area_in_scope, get_area_or_404
 from anjuka.core.db import db
+from anjuka.core.dumping import set_dump_context, tell_revealed
 from anjuka.core.errors import Forbidden, NotFound
 from anjuka.core.pagination import paginate
-from anjuka.core.privacy import RevealQuerySchema, check_reveal, mask_name
+from anjuka.core.privacy import RevealQuerySchema, check_reveal
 from anjuka.core.security import require_identity, requires
 from anjuka.dwellings import operations
-from anjuka.dwellings.models import Dwelling, Estate
+from anjuka.dwellings.models import Dwelling, DwellingStatus, Estate
 from anjuka.dwellings.permissions import (
     dwelling_filter,
     estate_filter,
@@ -35,51 +35,17 @@ READERS = ("supervisor", "officer", "manager")
 WRITERS = ("supervisor", "manager")
 
 
-def dwelling_views(dwellings: list[Dwelling], *, reveal: bool = False) -> list[dict]:
-    """Dwellings with capacity and occupants, computed in one query per page.
+def measured(dwellings: list[Dwelling], *, reveal: bool = False) -> list[Dwelling]:
+    """``dwellings``, measured for their schema; with the landlords in clear if ``reveal``.
 
-    The landlord's name and phone are masked unless ``reveal`` (each
-    unmasked dwelling is an audit event).
+    Each unmasked dwelling is an audit event.
     """
-    found = operations.occupancies([d.id for d in dwellings])
-    # One query for the page's areas and one for their ancestors, not two per dwelling.
-    area_ids = {d.area_id for d in dwellings}
-    areas = {a.id: a for a in db.session.scalars(sa.select(Area).where(Area.id.in_(area_ids)))}
-    policies = effective_policies(areas.values())
-    views = []
-    for d in dwellings:
-        policy = policies[d.area_id]
-        capacity = operations.compute_capacity(d, policy)
-        occupancy = found[d.id]
-        views.append(
-            {
-                "id": d.id,
-                "area_code": areas[d.area_id].code,
-                "estate_id": d.estate_id,
-                "address": d.address,
-                "address_code": d.address_code,
-                **landlord(d, reveal),
-                "building_area_m2": d.building_area_m2,
-                "usable_area_m2": d.usable_area_m2,
-                "rooms": d.rooms,
-                "status": d.status,
-                "capacity": capacity.capacity,
-                "occupants": occupancy.occupants,
-                "over_capacity": operations.is_over_capacity(capacity, occupancy, policy),
-                "limits": capacity.as_dict(),
-            }
-        )
-    return views
-
-
-def landlord(dwelling: Dwelling, reveal: bool) -> dict[str, str | None]:
-    """The landlord's fields, masked, or in clear and audited."""
+    set_dump_context(dwelling_measures=operations.measure_dwellings(dwellings))
     if reveal:
-        return operations.reveal_landlord(dwelling, require_identity())
-    return {
-        "landlord_name": mask_name(dwelling.landlord_name) if dwelling.landlord_name else None,
-        "landlord_phone": dwelling.landlord_phone_masked,
-    }
+        identity = require_identity()
+        for dwelling in dwellings:
+            tell_revealed(dwelling, operations.reveal_landlord(dwelling, identity))
+    return dwellings
 
 
 def _target_area(code: str) -> Area:
@@ -108,7 +74,7 @@ def create_dwelling(body: dict):
     if identity.role == "manager" and estate is None:
         raise NotFound("Managers add dwellings to one of their estates.", code="estate_not_found")
     dwelling = operations.create_dwelling(area, estate, body)
-    return dwelling_views([dwelling])[0]
+    return measured([dwelling])[0]
 
 
 @blp.route("/dwellings", methods=["GET"])
@@ -133,8 +99,7 @@ def list_dwellings(query: dict, pagination_parameters):
         stmt = stmt.where(Dwelling.address.contains(query["address"], autoescape=True))
     if "status" in query:
         stmt = stmt.where(Dwelling.status == query["status"])
-    views = dwelling_views(paginate(stmt, pagination_parameters), reveal=reveal)
-    return views
+    return measured(paginate(stmt, pagination_parameters), reveal=reveal)
 
 
 @blp.route("/dwellings/<int:dwelling_id>", methods=["GET"])
@@ -144,8 +109,7 @@ def list_dwellings(query: dict, pagination_parameters):
 def get_dwelling(query: dict, dwelling_id: int):
     """One dwelling with capacity and occupants; ``reveal=true`` unmasks the landlord (audited)."""
     reveal = check_reveal(require_identity(), query["reveal"])
-    view = dwelling_views([get_dwelling_or_404(dwelling_id)], reveal=reveal)[0]
-    return view
+    return measured([get_dwelling_or_404(dwelling_id)], reveal=reveal)[0]
 
 
 @blp.route("/dwellings/<int:dwelling_id>", methods=["PATCH"])
@@ -162,14 +126,15 @@ def patch_dwelling(body: dict, dwelling_id: int):
     identity = require_identity()
     dwelling = get_dwelling_or_404(dwelling_id, for_update=True)
     status = body.get("status", dwelling.status)
-    touches_illegal = status != dwelling.status and "illegal" in {status, dwelling.status}
+    changes = status != dwelling.status
+    touches_illegal = changes and DwellingStatus.ILLEGAL in (status, dwelling.status)
     if identity.role == "manager" and touches_illegal:
         raise Forbidden(
             "Only a supervisor may declare a dwelling illegal or lift it.",
             code="status_change_not_allowed",
         )
     operations.update_dwelling(dwelling, body)
-    return dwelling_views([dwelling])[0]
+    return measured([dwelling])[0]
 
 
 @blp.route("/estates", methods=["POST"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from decimal import Decimal
 
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.areas.models import Area
 from anjuka.core.db import Model
-from anjuka.core.models import UTCDateTime
+from anjuka.core.models import UTCDateTime, sql_in
 from anjuka.core.privacy import mask
 from anjuka.core.protect import decrypt, encrypt
 from anjuka.core.time import utcnow
@@ -19,7 +20,13 @@ LANDLORD_PHONE_PURPOSE = "dwelling.landlord_phone"
 #: The landlord's personal data: masked in responses, named (never valued) in audit details.
 PERSONAL_FIELDS = ("landlord_name", "landlord_phone")
 
-DWELLING_STATUSES = ("rentable", "illegal", "not_for_rent")
+
+class DwellingStatus(enum.StrEnum):
+    """Whether a dwelling may be let; illegality (违法违建) is the authorities' finding."""
+
+    RENTABLE = "rentable"
+    ILLEGAL = "illegal"
+    NOT_FOR_RENT = "not_for_rent"
 
 
 class Estate(Model):
@@ -53,9 +60,7 @@ class Dwelling(Model):
         sa.CheckConstraint(
             "building_area_m2 IS NOT NULL OR usable_area_m2 IS NOT NULL", name="some_area"
         ),
-        sa.CheckConstraint(
-            "status IN ('rentable', 'illegal', 'not_for_rent')", name="status_known"
-        ),
+        sa.CheckConstraint(sql_in("status", DwellingStatus), name="status_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -72,7 +77,7 @@ class Dwelling(Model):
     building_area_m2: Mapped[Decimal | None] = mapped_column(sa.Numeric(8, 2))
     usable_area_m2: Mapped[Decimal | None] = mapped_column(sa.Numeric(8, 2))
     rooms: Mapped[int]
-    status: Mapped[str] = mapped_column(sa.String(16), default="rentable")
+    status: Mapped[str] = mapped_column(sa.String(16), default=DwellingStatus.RENTABLE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     area: Mapped[Area] = relationship()

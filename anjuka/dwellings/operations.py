@@ -9,13 +9,13 @@ from decimal import ROUND_FLOOR, Decimal
 import sqlalchemy as sa
 
 from anjuka.areas.models import Area
-from anjuka.areas.operations import Policy, effective_policy
+from anjuka.areas.operations import Policy, effective_policies, effective_policy
 from anjuka.audit import operations as audit
 from anjuka.core import signals
 from anjuka.core.db import db
 from anjuka.core.errors import Conflict, InvalidInput
 from anjuka.core.security import Identity
-from anjuka.dwellings.models import PERSONAL_FIELDS, Dwelling, Estate
+from anjuka.dwellings.models import PERSONAL_FIELDS, Dwelling, DwellingStatus, Estate
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def compute_capacity(dwelling: Dwelling, policy: Policy) -> Capacity:
         else 0
     )
     room_limit = dwelling.rooms * policy.max_persons_per_room
-    if dwelling.status != "rentable":
+    if dwelling.status != DwellingStatus.RENTABLE:
         return Capacity(0, area_limit, room_limit, policy.area_basis, measured, dwelling.status)
     return Capacity(
         min(area_limit, room_limit), area_limit, room_limit, policy.area_basis, measured, None
@@ -125,6 +125,33 @@ def is_over_capacity(capacity: Capacity, occupancy: Occupancy, policy: Policy) -
         occupancy.counted(policy.minors_count) > capacity.area_limit
         or occupancy.room_counted(policy.minors_count) > capacity.room_limit
     )
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A dwelling's capacity under its area's policy, and who lives there now."""
+
+    capacity: Capacity
+    occupancy: Occupancy
+    over_capacity: bool
+
+
+def measure_dwellings(dwellings: list[Dwelling]) -> dict[Dwelling, Measure]:
+    """Capacity and occupants of each dwelling, in one query per kind for them all."""
+    found = occupancies([d.id for d in dwellings])
+    # One query for the dwellings' areas and one for their ancestors, not two per dwelling.
+    area_ids = {d.area_id for d in dwellings}
+    areas = list(db.session.scalars(sa.select(Area).where(Area.id.in_(area_ids))))
+    policies = effective_policies(areas)
+    measures = {}
+    for dwelling in dwellings:
+        policy = policies[dwelling.area_id]
+        capacity = compute_capacity(dwelling, policy)
+        occupancy = found[dwelling.id]
+        measures[dwelling] = Measure(
+            capacity, occupancy, is_over_capacity(capacity, occupancy, policy)
+        )
+    return measures
 
 
 def _check_measures(values: dict) -> None:

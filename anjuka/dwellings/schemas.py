@@ -3,9 +3,13 @@
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from anjuka.core.fields import Id, Measure
-from anjuka.core.privacy import RevealQuerySchema
-from anjuka.dwellings.models import DWELLING_STATUSES
+from anjuka.core.dumping import dump_context
+from anjuka.core.fields import Id, Measure, PersonalString, computed
+from anjuka.core.privacy import RevealQuerySchema, mask_name
+from anjuka.dwellings.models import Dwelling, DwellingStatus
+from anjuka.dwellings.operations import Measure as DwellingMeasure
+
+DWELLING_STATUSES = [s.value for s in DwellingStatus]
 
 _AREA = validate.Range(min=0, min_inclusive=False, max=100000)
 
@@ -20,7 +24,9 @@ class DwellingCreateSchema(ma.Schema):
     building_area_m2 = Measure(allow_none=True, validate=_AREA)
     usable_area_m2 = Measure(allow_none=True, validate=_AREA)
     rooms = fields.Integer(required=True, strict=True, validate=validate.Range(1, 1000))
-    status = fields.String(load_default="rentable", validate=validate.OneOf(DWELLING_STATUSES))
+    status = fields.String(
+        load_default=DwellingStatus.RENTABLE.value, validate=validate.OneOf(DWELLING_STATUSES)
+    )
 
 
 class DwellingPatchSchema(ma.Schema):
@@ -34,6 +40,8 @@ class DwellingPatchSchema(ma.Schema):
 
 
 class LimitsSchema(ma.Schema):
+    """Why a dwelling holds as many as it does (dumps its ``Capacity``)."""
+
     capacity = fields.Integer()
     area_limit = fields.Integer()
     room_limit = fields.Integer()
@@ -42,26 +50,40 @@ class LimitsSchema(ma.Schema):
     reason = fields.String(allow_none=True)
 
 
+def _measure(dwelling: Dwelling) -> DwellingMeasure:
+    measures: dict[Dwelling, DwellingMeasure] = dump_context()["dwelling_measures"]
+    return measures[dwelling]
+
+
 class DwellingSchema(ma.Schema):
+    """A dwelling with capacity and occupants (the view measures them: ``measure_dwellings``).
+
+    The landlord's name and phone are masked unless the request revealed them.
+    """
+
     id = fields.Integer()
-    area_code = fields.String()
+    area_code = fields.String(attribute="area.code")
     estate_id = fields.Integer(allow_none=True)
     address = fields.String()
     address_code = fields.String(allow_none=True)
-    landlord_name = fields.String(
-        allow_none=True, metadata={"description": "masked unless revealed"}
+    landlord_name = PersonalString(
+        masked=lambda d: mask_name(d.landlord_name) if d.landlord_name else None,
+        allow_none=True,
+        metadata={"description": "masked unless revealed"},
     )
-    landlord_phone = fields.String(
-        allow_none=True, metadata={"description": "masked unless revealed"}
+    landlord_phone = PersonalString(
+        masked="landlord_phone_masked",
+        allow_none=True,
+        metadata={"description": "masked unless revealed"},
     )
     building_area_m2 = Measure(allow_none=True)
     usable_area_m2 = Measure(allow_none=True)
     rooms = fields.Integer()
     status = fields.String()
-    capacity = fields.Integer()
-    occupants = fields.Integer()
-    over_capacity = fields.Boolean()
-    limits = fields.Nested(LimitsSchema)
+    capacity = computed(fields.Integer, lambda d: _measure(d).capacity.capacity)
+    occupants = computed(fields.Integer, lambda d: _measure(d).occupancy.occupants)
+    over_capacity = computed(fields.Boolean, lambda d: _measure(d).over_capacity)
+    limits = computed(fields.Nested, lambda d: _measure(d).capacity, LimitsSchema)
 
 
 class DwellingQuerySchema(RevealQuerySchema):

@@ -41,7 +41,7 @@ from anjuka.core.privacy import mask
 from anjuka.core.protect import blind_index, encrypt
 from anjuka.core.time import add_working_days, local_today, utcnow
 from anjuka.core.transactions import checkpoint
-from anjuka.dwellings.models import LANDLORD_PHONE_PURPOSE, Dwelling, Estate
+from anjuka.dwellings.models import LANDLORD_PHONE_PURPOSE, Dwelling, DwellingStatus, Estate
 from anjuka.dwellings.operations import Occupancy, compute_capacity, occupancies
 from anjuka.dwellings.schemas import DwellingCreateSchema, EstateCreateSchema
 from anjuka.imports.formats import IMPORT_KINDS, REQUIRED
@@ -334,7 +334,7 @@ class _Dwellings(_Kind):
                         "building_area_m2": _float(cells, "building_area_m2"),
                         "usable_area_m2": _float(cells, "usable_area_m2"),
                         "rooms": _number(cells["rooms"], "rooms"),
-                        "status": _optional(cells, "status") or "rentable",
+                        "status": _optional(cells, "status") or DwellingStatus.RENTABLE,
                     },
                 )
                 if loaded.get("building_area_m2") is None and loaded.get("usable_area_m2") is None:
@@ -533,7 +533,7 @@ class _Residents(_Kind):
         capacity = compute_capacity(dwelling, policy)
         occupancy = counted.get(dwelling.id, Occupancy())
         counts = policy.minors_count or not item.minor
-        over = dwelling.status != "rentable" or (
+        over = dwelling.status != DwellingStatus.RENTABLE or (
             counts
             and (
                 occupancy.counted(policy.minors_count) + 1 > capacity.area_limit

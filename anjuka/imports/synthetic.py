@@ -32,6 +32,7 @@ from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import IO, Any
 
+from anjuka.dwellings.models import DwellingStatus
 from anjuka.imports.formats import COLUMNS
 from anjuka.persons.identity import resident_id_check_char
 from cardreader.cardno import make_card_no
@@ -127,7 +128,7 @@ def _capacity(
     building: Decimal | None, usable: Decimal | None, rooms: int, urban_village: bool, status: str
 ) -> int:
     """The registry's capacity rule (anjuka.dwellings.operations) for the generator's own count."""
-    if status != "rentable":
+    if status != DwellingStatus.RENTABLE:
         return 0
     if urban_village:
         per_person, measured = Decimal(4), usable or building
@@ -337,12 +338,12 @@ class CityGenerator:
             else:  # a rented room of a self-built house: only its usable area is known
                 rooms, building = 1, None
                 usable = Decimal(rng.randrange(8, 21))
-            status = "rentable"
+            status = DwellingStatus.RENTABLE
             chance = rng.random()
             if chance < 0.01:
-                status = "illegal"
+                status = DwellingStatus.ILLEGAL
             elif chance < 0.02:
-                status = "not_for_rent"
+                status = DwellingStatus.NOT_FOR_RENT
             if landlord_left == 0:  # most own one flat; a sublessor (二房东) runs many
                 landlord += 1
                 landlord_left = rng.choice((1, 1, 1, 1, 2, 3, rng.randrange(5, 30)))

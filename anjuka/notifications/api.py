@@ -7,18 +7,19 @@ from flask_smorest import Blueprint
 
 from anjuka.areas.operations import find_area
 from anjuka.core.db import db
+from anjuka.core.dumping import set_dump_context
 from anjuka.core.errors import NotFound
 from anjuka.core.pagination import paginate
 from anjuka.core.security import require_identity, requires
 from anjuka.notifications import operations
-from anjuka.notifications.models import WebhookDelivery, WebhookSubscription
+from anjuka.notifications.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from anjuka.notifications.schemas import WebhookCreateSchema, WebhookSchema
 
 blp = Blueprint("webhooks", __name__, description="Alerts pushed to webhook subscribers")
 
 
-def webhook_views(subscriptions: list[WebhookSubscription]) -> list[dict]:
-    """Subscriptions with their delivery health, counted in one query."""
+def with_health(subscriptions: list[WebhookSubscription]) -> list[WebhookSubscription]:
+    """``subscriptions``, their pending and abandoned deliveries counted in one query."""
     ids = [s.id for s in subscriptions]
     counts: dict[tuple[int, str], int] = {}
     if ids:
@@ -26,28 +27,13 @@ def webhook_views(subscriptions: list[WebhookSubscription]) -> list[dict]:
             sa.select(WebhookDelivery.subscription_id, WebhookDelivery.status, sa.func.count())
             .where(
                 WebhookDelivery.subscription_id.in_(ids),
-                WebhookDelivery.status.in_(("pending", "abandoned")),
+                WebhookDelivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.ABANDONED)),
             )
             .group_by(WebhookDelivery.subscription_id, WebhookDelivery.status)
         )
         counts = {(sid, status): n for sid, status, n in rows}
-    return [
-        {
-            "id": s.id,
-            "area_code": s.area.code,
-            "url": s.url,
-            "kinds": s.kinds,
-            "active": s.active,
-            "created_at": s.created_at,
-            "last_success_at": s.last_success_at,
-            "last_failure_at": s.last_failure_at,
-            "last_error": s.last_error,
-            "consecutive_failures": s.consecutive_failures,
-            "pending": counts.get((s.id, "pending"), 0),
-            "abandoned": counts.get((s.id, "abandoned"), 0),
-        }
-        for s in subscriptions
-    ]
+    set_dump_context(webhook_counts=counts)
+    return subscriptions
 
 
 def _get_or_404(webhook_id: int) -> WebhookSubscription:
@@ -67,7 +53,8 @@ def create_webhook(body: dict):
     subscription, secret = operations.create_subscription(
         require_identity(), area, body["url"], body.get("kinds")
     )
-    return {**webhook_views([subscription])[0], "secret": secret}
+    set_dump_context(webhook_secret=secret)
+    return with_health([subscription])[0]
 
 
 @blp.route("/webhooks", methods=["GET"])
@@ -77,7 +64,7 @@ def create_webhook(body: dict):
 def list_webhooks(pagination_parameters):
     """Subscriptions with their last error and consecutive failures."""
     stmt = sa.select(WebhookSubscription).order_by(WebhookSubscription.id)
-    return webhook_views(paginate(stmt, pagination_parameters))
+    return with_health(paginate(stmt, pagination_parameters))
 
 
 @blp.route("/webhooks/<int:webhook_id>", methods=["GET"])
@@ -85,7 +72,7 @@ def list_webhooks(pagination_parameters):
 @requires("admin")
 def get_webhook(webhook_id: int):
     """One subscription and its health."""
-    return webhook_views([_get_or_404(webhook_id)])[0]
+    return with_health([_get_or_404(webhook_id)])[0]
 
 
 @blp.route("/webhooks/<int:webhook_id>", methods=["DELETE"])

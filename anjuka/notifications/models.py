@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -10,10 +11,17 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from anjuka.alerts.models import Alert
 from anjuka.areas.models import Area
 from anjuka.core.db import Model
-from anjuka.core.models import UTCDateTime
+from anjuka.core.models import UTCDateTime, sql_in
 from anjuka.core.time import utcnow
 
-DELIVERY_STATUSES = ("pending", "delivered", "abandoned")
+
+class DeliveryStatus(enum.StrEnum):
+    """Where a webhook delivery stands."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    #: Given up after its retries, or its subscription was deactivated.
+    ABANDONED = "abandoned"
 
 
 class WebhookSubscription(Model):
@@ -58,16 +66,17 @@ class WebhookDelivery(Model):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         sa.UniqueConstraint("subscription_id", "alert_id", "event"),
-        sa.CheckConstraint("status IN ('pending', 'delivered', 'abandoned')", name="status_known"),
+        sa.CheckConstraint(sql_in("status", DeliveryStatus), name="status_known"),
         sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         sa.CheckConstraint(
-            "(status = 'delivered') = (delivered_at IS NOT NULL)", name="delivered_has_time"
+            f"(status = '{DeliveryStatus.DELIVERED}') = (delivered_at IS NOT NULL)",
+            name="delivered_has_time",
         ),
         sa.Index(
             "ix_webhook_deliveries_due",
             "next_attempt_at",
-            sqlite_where=sa.text("status = 'pending'"),
-            postgresql_where=sa.text("status = 'pending'"),
+            sqlite_where=sa.text(f"status = '{DeliveryStatus.PENDING}'"),
+            postgresql_where=sa.text(f"status = '{DeliveryStatus.PENDING}'"),
         ),
     )
 
@@ -78,7 +87,7 @@ class WebhookDelivery(Model):
     idempotency_key: Mapped[str] = mapped_column(sa.String(64), unique=True)
     #: The body, as the alert was when raised.
     payload: Mapped[dict] = mapped_column(sa.JSON)
-    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    status: Mapped[str] = mapped_column(sa.String(16), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -36,7 +36,7 @@ from anjuka.core.keys import keyring
 from anjuka.core.security import Identity
 from anjuka.core.time import utcnow
 from anjuka.core.transactions import checkpoint
-from anjuka.notifications.models import WebhookDelivery, WebhookSubscription
+from anjuka.notifications.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +104,9 @@ def deactivate_subscription(subscription: WebhookSubscription) -> None:
         sa.update(WebhookDelivery)
         .where(
             WebhookDelivery.subscription_id == subscription.id,
-            WebhookDelivery.status == "pending",
+            WebhookDelivery.status == DeliveryStatus.PENDING,
         )
-        .values(status="abandoned", last_error="subscription deactivated")
+        .values(status=DeliveryStatus.ABANDONED, last_error="subscription deactivated")
     )
     db.session.flush()
     audit.record(
@@ -202,7 +202,7 @@ def _claim(now: datetime, limit: int) -> list[_Claimed]:
         sa.select(WebhookDelivery, WebhookSubscription)
         .join(WebhookSubscription, WebhookDelivery.subscription_id == WebhookSubscription.id)
         .where(
-            WebhookDelivery.status == "pending",
+            WebhookDelivery.status == DeliveryStatus.PENDING,
             WebhookDelivery.next_attempt_at <= now,
             WebhookSubscription.active.is_(True),
         )
@@ -264,7 +264,7 @@ def _record(item: _Claimed, ok: bool, status: int | None, error: str | None, now
     subscription = delivery.subscription
     delivery.last_status_code = status
     if ok:
-        delivery.status = "delivered"
+        delivery.status = DeliveryStatus.DELIVERED
         delivery.delivered_at = now
         delivery.last_error = None
         subscription.last_success_at = now
@@ -276,7 +276,7 @@ def _record(item: _Claimed, ok: bool, status: int | None, error: str | None, now
         subscription.last_error = error
         subscription.consecutive_failures += 1
         if delivery.attempts >= MAX_ATTEMPTS:
-            delivery.status = "abandoned"
+            delivery.status = DeliveryStatus.ABANDONED
             outcome = "abandoned"
         else:
             delivery.next_attempt_at = now + backoff(delivery.attempts)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from marshmallow import fields, validate
+from marshmallow import fields, missing, validate
 
 from anjuka.alerts.models import ALERT_KINDS
+from anjuka.core.dumping import dump_context
+from anjuka.core.fields import computed
+from anjuka.notifications.models import DeliveryStatus, WebhookSubscription
 
 
 class WebhookCreateSchema(ma.Schema):
@@ -24,19 +27,36 @@ class WebhookCreateSchema(ma.Schema):
     )
 
 
+def _health(subscription: WebhookSubscription, status: DeliveryStatus) -> int:
+    counts: dict[tuple[int, str], int] = dump_context()["webhook_counts"]
+    return counts.get((subscription.id, status), 0)
+
+
 class WebhookSchema(ma.Schema):
+    """A subscription with its delivery health (the view counts it: ``with_health``)."""
+
     id = fields.Integer()
-    area_code = fields.String()
+    area_code = fields.String(attribute="area.code")
     url = fields.String()
     kinds = fields.List(fields.String(), allow_none=True)
     active = fields.Boolean()
     created_at = fields.DateTime()
-    secret = fields.String(
-        metadata={"description": "HMAC-SHA256 signing secret; shown only in the creation answer"}
+    secret = computed(
+        fields.String,
+        lambda _subscription: dump_context().get("webhook_secret", missing),
+        metadata={"description": "HMAC-SHA256 signing secret; shown only in the creation answer"},
     )
     last_success_at = fields.DateTime(allow_none=True)
     last_failure_at = fields.DateTime(allow_none=True)
     last_error = fields.String(allow_none=True)
     consecutive_failures = fields.Integer()
-    pending = fields.Integer(metadata={"description": "deliveries waiting to be sent"})
-    abandoned = fields.Integer(metadata={"description": "deliveries given up after retries"})
+    pending = computed(
+        fields.Integer,
+        lambda s: _health(s, DeliveryStatus.PENDING),
+        metadata={"description": "deliveries waiting to be sent"},
+    )
+    abandoned = computed(
+        fields.Integer,
+        lambda s: _health(s, DeliveryStatus.ABANDONED),
+        metadata={"description": "deliveries given up after retries"},
+    )

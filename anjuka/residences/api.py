@@ -6,18 +6,23 @@ import sqlalchemy as sa
 from flask_smorest import Blueprint
 
 from anjuka.core.db import db
+from anjuka.core.dumping import tell_revealed
 from anjuka.core.errors import NotFound
 from anjuka.core.idempotency import idempotent
 from anjuka.core.pagination import paginate
 from anjuka.core.privacy import RevealQuerySchema, check_reveal
-from anjuka.core.security import require_identity, requires
+from anjuka.core.security import Identity, require_identity, requires
 from anjuka.core.transactions import retry_conflicts
 from anjuka.dwellings.models import Dwelling
 from anjuka.dwellings.permissions import dwelling_filter, get_dwelling_or_404
 from anjuka.persons.identity import ParsedDocument, parse_document
 from anjuka.persons.limits import document_lookups
 from anjuka.persons.models import Person
-from anjuka.persons.operations import blind_index_candidates_of, record_document_lookup
+from anjuka.persons.operations import (
+    blind_index_candidates_of,
+    record_document_lookup,
+    reveal_person,
+)
 from anjuka.residences import operations
 from anjuka.residences.models import Residence
 from anjuka.residences.schemas import (
@@ -27,7 +32,6 @@ from anjuka.residences.schemas import (
     PersonSchema,
     ResidenceSchema,
 )
-from anjuka.residences.views import person_view, residence_view
 
 blp = Blueprint("residences", __name__, description="Arrival and departure (人来登记, 人走注销)")
 DESKS = ("manager", "supervisor")
@@ -80,6 +84,14 @@ def visible_residence_of_document(document: ParsedDocument) -> Residence | None:
     return db.session.scalar(query)
 
 
+def reveal_persons(identity: Identity, residences: list[Residence]) -> list[Residence]:
+    """Show the residences' persons in clear in this response (each reveal audited)."""
+    for residence in residences:
+        clear = reveal_person(residence.person, identity, area_code=residence.dwelling.area.code)
+        tell_revealed(residence.person, clear)
+    return residences
+
+
 def get_person_or_404(person_id: int) -> tuple[Person, Residence]:
     """A person with at least one residence the caller may see, and the latest such."""
     latest = db.session.scalar(visible_residences(person_id).limit(1))
@@ -115,7 +127,7 @@ def register_arrival(body: dict):
         family_relation=body.get("family_relation"),
         family_of_residence_id=body.get("family_of_residence_id"),
     )
-    return residence_view(residence, identity)
+    return residence
 
 
 @blp.route("/residences/<int:residence_id>", methods=["GET"])
@@ -126,8 +138,8 @@ def get_residence(query: dict, residence_id: int):
     """One residence; ``reveal=true`` unmasks the document (audited)."""
     identity = require_identity()
     reveal = check_reveal(identity, query["reveal"])
-    view = residence_view(get_residence_or_404(residence_id), identity, reveal=reveal)
-    return view
+    residence = get_residence_or_404(residence_id)
+    return reveal_persons(identity, [residence])[0] if reveal else residence
 
 
 @blp.route("/residences/<int:residence_id>/departure", methods=["POST"])
@@ -141,7 +153,7 @@ def record_departure(body: dict, residence_id: int):
     identity = require_identity()
     residence = get_residence_or_404(residence_id, for_update=True)
     operations.record_departure(identity, residence, body["departed_on"], body.get("card_returned"))
-    return residence_view(residence, identity)
+    return residence
 
 
 @blp.route("/dwellings/<int:dwelling_id>/residents", methods=["GET"])
@@ -159,10 +171,8 @@ def list_residents(query: dict, dwelling_id: int, pagination_parameters):
         .where(Residence.dwelling_id == dwelling.id, Residence.departed_on.is_(None))
         .order_by(Residence.id)
     )
-    views = [
-        residence_view(r, identity, reveal=reveal) for r in paginate(stmt, pagination_parameters)
-    ]
-    return views
+    residences = list(paginate(stmt, pagination_parameters))
+    return reveal_persons(identity, residences) if reveal else residences
 
 
 @blp.route("/persons/lookup", methods=["POST"])
@@ -188,8 +198,9 @@ def lookup_person(body: dict):
     if latest is None:
         # The look-up's audit event stays on the record although it found nothing.
         raise NotFound("No person with that document.", code="person_not_found", keep_writes=True)
-    view = person_view(latest.person, identity, reveal=reveal, area_code=latest.dwelling.area.code)
-    return view
+    if reveal:
+        reveal_persons(identity, [latest])
+    return latest.person
 
 
 @blp.route("/persons/<int:person_id>", methods=["GET"])
@@ -201,8 +212,9 @@ def get_person(query: dict, person_id: int):
     identity = require_identity()
     reveal = check_reveal(identity, query["reveal"])
     person, latest = get_person_or_404(person_id)
-    view = person_view(person, identity, reveal=reveal, area_code=latest.dwelling.area.code)
-    return view
+    if reveal:
+        reveal_persons(identity, [latest])
+    return person
 
 
 @blp.route("/persons/<int:person_id>/residences", methods=["GET"])
@@ -211,7 +223,5 @@ def get_person(query: dict, person_id: int):
 @requires(*READERS)
 def person_history(person_id: int, pagination_parameters):
     """A person's residence history, as far as the caller's scope reaches."""
-    identity = require_identity()
     get_person_or_404(person_id)
-    rows = paginate(visible_residences(person_id), pagination_parameters)
-    return [residence_view(r, identity) for r in rows]
+    return paginate(visible_residences(person_id), pagination_parameters)

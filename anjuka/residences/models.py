@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.core.db import Model
-from anjuka.core.models import UTCDateTime
+from anjuka.core.models import UTCDateTime, sql_in
 from anjuka.core.time import utcnow
 from anjuka.dwellings.models import Dwelling
 from anjuka.persons.models import Person
 
-FAMILY_RELATIONS = ("spouse", "parent", "child")
+
+class FamilyRelation(enum.StrEnum):
+    """The family exception: whom a resident shares a room with and must support."""
+
+    SPOUSE = "spouse"
+    PARENT = "parent"
+    CHILD = "child"
+
+
+class DepartureReason(enum.StrEnum):
+    """How a residence ended."""
+
+    #: The desk recorded the departure (人走注销).
+    DEPARTURE = "departure"
+    #: The person moved to a dwelling the same desk serves.
+    MOVE = "move"
+    #: A transfer requested by another desk moved the person.
+    TRANSFER = "transfer"
 
 
 class Residence(Model):
@@ -25,7 +43,7 @@ class Residence(Model):
             "departed_on IS NULL OR departed_on >= arrived_on", name="departure_after_arrival"
         ),
         sa.CheckConstraint(
-            "family_relation IS NULL OR family_relation IN ('spouse', 'parent', 'child')",
+            f"family_relation IS NULL OR {sql_in('family_relation', FamilyRelation)}",
             name="family_relation_known",
         ),
         sa.CheckConstraint(

@@ -15,13 +15,13 @@ from anjuka.core.db import db
 from anjuka.core.errors import AppError, Conflict, Forbidden, InvalidInput
 from anjuka.core.security import Identity
 from anjuka.core.time import add_working_days, local_today, utcnow
-from anjuka.dwellings.models import Dwelling
+from anjuka.dwellings.models import Dwelling, DwellingStatus
 from anjuka.dwellings.operations import compute_capacity, occupancies
 from anjuka.dwellings.permissions import dwelling_filter
 from anjuka.persons.identity import ParsedDocument
 from anjuka.persons.models import Person
 from anjuka.persons.operations import find_person, hold_person, record_person
-from anjuka.residences.models import FAMILY_RELATIONS, Residence
+from anjuka.residences.models import DepartureReason, FamilyRelation, Residence
 
 OVERRIDE_ROLES = {"supervisor", "admin"}
 #: Roles that register arrivals and departures (each within their scope).
@@ -50,7 +50,7 @@ def _check_family(
 ) -> None:
     if relation is None and family_of_id is None:
         return
-    if relation not in FAMILY_RELATIONS or family_of_id is None:
+    if relation not in list(FamilyRelation) or family_of_id is None:
         raise InvalidInput(
             "The family exception needs family_relation (spouse, parent, child) and"
             " family_of_residence_id.",
@@ -110,7 +110,7 @@ def capacity_verdict(
         and family_relation is None
         and occupied.room_counted(policy.minors_count) + 1 > capacity.room_limit
     )
-    not_rentable = dwelling.status != "rentable"
+    not_rentable = dwelling.status != DwellingStatus.RENTABLE
     if not (not_rentable or over_area or over_rooms):
         return Verdict(full=False, minor=minor)
     if not_rentable:
@@ -208,6 +208,17 @@ def _check_previous(
         )
 
 
+def _move_out(identity: Identity, previous: Residence, dwelling: Dwelling, on: date) -> None:
+    """End the mover's previous residence the day they arrive at ``dwelling``."""
+    # Both areas' chains, in one order for every writer: a move writes to each.
+    audit.lock_chains(
+        audit.area_chain(previous.dwelling.area.code), audit.area_chain(dwelling.area.code)
+    )
+    end_residence(
+        previous, identity, departed_on=on, card_returned=None, reason=DepartureReason.MOVE
+    )
+
+
 def register_arrival(
     identity: Identity,
     dwelling: Dwelling,
@@ -257,10 +268,7 @@ def register_arrival(
         person, document, name, phone=phone, origin=origin, birth_date=birth_date, sex=sex
     )
     if previous is not None:
-        audit.lock_chains(
-            audit.area_chain(previous.dwelling.area.code), audit.area_chain(dwelling.area.code)
-        )
-        end_residence(previous, identity, departed_on=arrived_on, card_returned=None, reason="move")
+        _move_out(identity, previous, dwelling, arrived_on)
     return settle_arrival(
         identity,
         person,
@@ -337,7 +345,7 @@ def end_residence(
     *,
     departed_on: date,
     card_returned: bool | None,
-    reason: str,
+    reason: DepartureReason,
 ) -> None:
     """End ``residence`` (a departure, a move, a transfer), audit it and announce it."""
     residence.departed_on = departed_on
@@ -376,6 +384,6 @@ def record_departure(
         identity,
         departed_on=departed_on,
         card_returned=card_returned,
-        reason="departure",
+        reason=DepartureReason.DEPARTURE,
     )
     return residence

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.core.db import Model
-from anjuka.core.models import UTCDateTime
+from anjuka.core.models import UTCDateTime, sql_in
 from anjuka.core.time import utcnow
 from anjuka.dwellings.models import Dwelling
 from anjuka.persons.models import Person
@@ -34,10 +34,6 @@ class TransferCompletion(enum.StrEnum):
     SUPERVISOR = "supervisor"  # a supervisor of the new area, after the deadline
 
 
-def _in(column: str, values: type[enum.StrEnum]) -> str:
-    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
-
-
 class Transfer(Model):
     """A desk asks for a person registered elsewhere (outside its scope) to move in.
 
@@ -49,16 +45,18 @@ class Transfer(Model):
 
     __tablename__ = "transfers"
     __table_args__ = (
-        sa.CheckConstraint(_in("status", TransferStatus), name="status_known"),
+        sa.CheckConstraint(sql_in("status", TransferStatus), name="status_known"),
         sa.CheckConstraint(
-            f"completion IS NULL OR {_in('completion', TransferCompletion)}",
+            f"completion IS NULL OR {sql_in('completion', TransferCompletion)}",
             name="completion_known",
         ),
         sa.CheckConstraint(
-            "(status = 'requested') = (closed_at IS NULL)", name="closed_when_not_requested"
+            f"(status = '{TransferStatus.REQUESTED}') = (closed_at IS NULL)",
+            name="closed_when_not_requested",
         ),
         sa.CheckConstraint(
-            "(status = 'completed') = (to_residence_id IS NOT NULL AND completion IS NOT NULL)",
+            f"(status = '{TransferStatus.COMPLETED}')"
+            " = (to_residence_id IS NOT NULL AND completion IS NOT NULL)",
             name="completed_has_residence",
         ),
         # One open request per person: a second desk asking waits for the first.
@@ -66,8 +64,8 @@ class Transfer(Model):
             "uq_transfers_open_person",
             "person_id",
             unique=True,
-            sqlite_where=sa.text("status = 'requested'"),
-            postgresql_where=sa.text("status = 'requested'"),
+            sqlite_where=sa.text(f"status = '{TransferStatus.REQUESTED}'"),
+            postgresql_where=sa.text(f"status = '{TransferStatus.REQUESTED}'"),
         ),
     )
 

@@ -33,7 +33,7 @@ from anjuka.dwellings.permissions import dwelling_filter
 from anjuka.persons.identity import ParsedDocument
 from anjuka.persons.operations import find_person
 from anjuka.residences import operations as residences
-from anjuka.residences.models import Residence
+from anjuka.residences.models import DepartureReason, Residence
 from anjuka.transfers.models import Transfer, TransferCompletion, TransferStatus
 
 #: Who may complete a transfer nobody acted on (within the new dwelling's scope).
@@ -185,13 +185,13 @@ def open_transfer_of(residence: Residence) -> Transfer | None:
     )
 
 
-def on_departure(residence: Residence, *, reason: str, **_: object) -> None:
+def on_departure(residence: Residence, *, reason: DepartureReason, **_: object) -> None:
     """The old desk recorded the departure: the waiting transfer completes with it.
 
     A move by a desk that could end the residence itself supersedes the
     request; a transfer completed by a supervisor ends the residence itself.
     """
-    if reason == "transfer":
+    if reason == DepartureReason.TRANSFER:
         return
     transfer = open_transfer_of(residence)
     if transfer is None:
@@ -199,7 +199,7 @@ def on_departure(residence: Residence, *, reason: str, **_: object) -> None:
     from flask import g
 
     identity = g.get("identity")
-    if reason != "departure":
+    if reason != DepartureReason.DEPARTURE:
         _close(transfer, identity, TransferStatus.CANCELLED, reason=f"superseded by a {reason}")
         return
     departed_on = residence.departed_on or transfer.arrived_on
@@ -274,7 +274,11 @@ def complete_transfer(identity: Identity, transfer: Transfer, reason: str) -> Tr
     audit.lock_chains(audit.area_chain(old_area), audit.area_chain(new_area))
     arrived_on = transfer.arrived_on
     residences.end_residence(
-        previous, identity, departed_on=arrived_on, card_returned=None, reason="transfer"
+        previous,
+        identity,
+        departed_on=arrived_on,
+        card_returned=None,
+        reason=DepartureReason.TRANSFER,
     )
     outcome = _move_in(identity, transfer, arrived_on)
     if isinstance(outcome, str):

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from anjuka.cards.models import Card, CardChip
+from anjuka.cards.models import Card, CardChip, CardStatus
 from anjuka.core.db import db
 from anjuka.core.errors import InvalidInput
 from anjuka.core.keys import keyring
@@ -59,7 +59,7 @@ def revoked_card_numbers(since: datetime | None, now: datetime) -> list[str]:
     """Card numbers revoked or returned (since ``since``) whose cards are still in date."""
     oldest_valid = local_date(now) - timedelta(days=1)
     stmt = sa.select(Card.card_no).where(
-        Card.status.in_(("revoked", "returned")),
+        Card.status.in_((CardStatus.REVOKED, CardStatus.RETURNED)),
         Card.uid.is_not(None),  # never signed for a chip: nothing to present
         sa.or_(Card.expires_on.is_(None), Card.expires_on >= oldest_valid),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from decimal import Decimal
 
@@ -10,16 +11,25 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from anjuka.auth.models import User
 from anjuka.core.db import Model
-from anjuka.core.models import UTCDateTime
+from anjuka.core.models import UTCDateTime, sql_in
 from anjuka.core.time import utcnow
 from anjuka.dwellings.models import Dwelling
 
-RESULTS = ("valid", "revoked", "expired", "wrong_dwelling", "unknown", "forged", "clone_suspected")
+
+class VerificationResult(enum.StrEnum):
+    """What an inspection found (the officer's answer)."""
+
+    VALID = "valid"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    WRONG_DWELLING = "wrong_dwelling"
+    UNKNOWN = "unknown"
+    FORGED = "forged"
+    CLONE_SUSPECTED = "clone_suspected"
+
+
+RESULTS = tuple(r.value for r in VerificationResult)
 INPUT_KINDS = ("card_no", "chip", "document")
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Inspection(Model):
@@ -31,10 +41,10 @@ class Inspection(Model):
 
     __tablename__ = "inspections"
     __table_args__ = (
-        sa.CheckConstraint(_in("input_kind", INPUT_KINDS), name="input_kind_known"),
-        sa.CheckConstraint(_in("result", RESULTS), name="result_known"),
+        sa.CheckConstraint(sql_in("input_kind", INPUT_KINDS), name="input_kind_known"),
+        sa.CheckConstraint(sql_in("result", VerificationResult), name="result_known"),
         sa.CheckConstraint(
-            "offline_result IS NULL OR " + _in("offline_result", RESULTS),
+            "offline_result IS NULL OR " + sql_in("offline_result", VerificationResult),
             name="offline_result_known",
         ),
         sa.CheckConstraint(

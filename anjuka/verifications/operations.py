@@ -37,7 +37,7 @@ from anjuka.alerts.operations import raise_alert
 from anjuka.areas.models import Area
 from anjuka.areas.permissions import area_in_scope
 from anjuka.audit import operations as audit
-from anjuka.cards.models import Card
+from anjuka.cards.models import Card, CardStatus, CardType
 from anjuka.cards.signing import derive_card_key
 from anjuka.core.db import db
 from anjuka.core.errors import AppError, Conflict, InvalidInput
@@ -53,7 +53,7 @@ from anjuka.persons.identity import parse_document
 from anjuka.persons.models import Person
 from anjuka.persons.operations import find_person, record_document_lookup
 from anjuka.residences.models import Residence
-from anjuka.verifications.models import Inspection, VerificationChallenge
+from anjuka.verifications.models import Inspection, VerificationChallenge, VerificationResult
 from cardreader.cardno import is_valid_card_no
 from cardreader.protocol.cpu import internal_auth_response
 from cardreader.record import (
@@ -79,7 +79,7 @@ class Check:
     """What a verification found, before it is recorded."""
 
     input_kind: str
-    result: str = "unknown"
+    result: str = VerificationResult.UNKNOWN
     reason: str | None = None
     card: Card | None = None
     residence: Residence | None = None
@@ -90,7 +90,7 @@ class Check:
     chip_authenticated: bool | None = None
     decided: bool = False  # a crypto verdict or "unknown": later rules do not apply
 
-    def decide(self, result: str, reason: str | None = None) -> Check:
+    def decide(self, result: VerificationResult, reason: str | None = None) -> Check:
         self.result, self.reason, self.decided = result, reason, True
         return self
 
@@ -178,7 +178,7 @@ def check_card_no(card_no: str) -> Check:
         )
     check = _attach(Check("card_no"), _card_by_no(card_no))
     if check.card is None:
-        return check.decide("unknown", "no_such_card")
+        return check.decide(VerificationResult.UNKNOWN, "no_such_card")
     return check
 
 
@@ -194,11 +194,11 @@ def check_chip(
     challenge = _take_challenge(identity, challenge_id) if challenge_id else None
     record = bytes.fromhex(record_hex)
     if not record:
-        return check.decide("unknown", "blank")
+        return check.decide(VerificationResult.UNKNOWN, "blank")
     try:
         decoded, _ = decode_record(record)
     except RecordFormatError:
-        return check.decide("forged", "not_a_record")
+        return check.decide(VerificationResult.FORGED, "not_a_record")
     check.claimed_card_no = decoded.card_no
     _attach(check, _card_by_no(decoded.card_no))
     keys = keyring().signing_public_keys()
@@ -206,30 +206,32 @@ def check_chip(
     try:
         verify_record(record, uid, keys)
     except UnknownKeyError:
-        return check.decide("forged", "unknown_key")
+        return check.decide(VerificationResult.FORGED, "unknown_key")
     except BadSignatureError:
         card = check.card
         if card is not None and card.uid and _verifies(record, card.uid, keys):
-            return check.decide("clone_suspected", "record_copied")
-        return check.decide("forged", "bad_signature")
+            return check.decide(VerificationResult.CLONE_SUSPECTED, "record_copied")
+        return check.decide(VerificationResult.FORGED, "bad_signature")
     card = check.card
     if card is None:
-        return check.decide("unknown", "no_such_card")
+        return check.decide(VerificationResult.UNKNOWN, "no_such_card")
     if card.uid != uid_hex:
         # Signed for this chip once (an issue job later bound to another chip),
         # but the card is that other chip now.
-        return check.decide("forged", "not_this_cards_chip")
+        return check.decide(VerificationResult.FORGED, "not_this_cards_chip")
     if challenge is not None:
-        if card.card_type != "cpu" or card.card_key_id is None:
+        if card.card_type != CardType.CPU or card.card_key_id is None:
             raise InvalidInput(
                 "Only CPU cards answer INTERNAL AUTHENTICATE.", code="challenge_not_supported"
             )
         _, masters = keyring().card_master
-        internal_key = derive_card_key(masters[card.card_key_id], uid, "cpu", "internal_key", 16)
+        internal_key = derive_card_key(
+            masters[card.card_key_id], uid, CardType.CPU, "internal_key", 16
+        )
         expected = internal_auth_response(internal_key, challenge)
         check.chip_authenticated = hmac.compare_digest(expected, bytes.fromhex(response_hex or ""))
         if not check.chip_authenticated:
-            return check.decide("clone_suspected", "internal_authenticate_failed")
+            return check.decide(VerificationResult.CLONE_SUSPECTED, "internal_authenticate_failed")
     return check
 
 
@@ -250,7 +252,7 @@ def check_document(document_type: str, number: str) -> Check:
         require_identity(), document, None if person is None else person.id, via="verifications"
     )
     if person is None:
-        return check.decide("unknown", "no_such_person")
+        return check.decide(VerificationResult.UNKNOWN, "no_such_person")
     check.person = person
     residence = db.session.scalar(
         sa.select(Residence).where(
@@ -258,10 +260,10 @@ def check_document(document_type: str, number: str) -> Check:
         )
     )
     if residence is None:
-        return check.decide("unknown", "not_registered")
+        return check.decide(VerificationResult.UNKNOWN, "not_registered")
     check.residence = residence
     check.card = db.session.scalar(
-        sa.select(Card).where(Card.residence_id == residence.id, Card.status == "active")
+        sa.select(Card).where(Card.residence_id == residence.id, Card.status == CardStatus.ACTIVE)
     )
     return check
 
@@ -324,7 +326,7 @@ def _impossible_travel(card: Card, place: Place) -> Inspection | None:
 
 
 def _was_revoked(card: Card, at: datetime) -> bool:
-    if card.status not in ("revoked", "returned"):
+    if card.status not in (CardStatus.REVOKED, CardStatus.RETURNED):
         return False
     revoked_at = card.revoked_at or card.returned_at
     return revoked_at is None or revoked_at <= at
@@ -335,23 +337,23 @@ def judge(check: Check, place: Place) -> Inspection | None:
     if check.decided:
         return None
     card = check.card
-    if card is not None and card.status == "pending":
-        check.decide("unknown", "card_not_active")
+    if card is not None and card.status == CardStatus.PENDING:
+        check.decide(VerificationResult.UNKNOWN, "card_not_active")
         return None
     if card is not None and _was_revoked(card, place.checked_at):
-        check.decide("revoked", card.revocation_reason or card.status)
+        check.decide(VerificationResult.REVOKED, card.revocation_reason or card.status)
         return None
     presented = card is not None and check.input_kind != "document"
     elsewhere = _impossible_travel(card, place) if presented and card is not None else None
     if elsewhere is not None:
-        check.decide("clone_suspected", "impossible_travel")
+        check.decide(VerificationResult.CLONE_SUSPECTED, "impossible_travel")
         return elsewhere
     if (
         card is not None
         and card.expires_on is not None
         and card.expires_on < local_date(place.checked_at)
     ):
-        check.decide("expired")
+        check.decide(VerificationResult.EXPIRED)
         return None
     residence = check.residence
     if (
@@ -359,9 +361,9 @@ def judge(check: Check, place: Place) -> Inspection | None:
         and residence is not None
         and (residence.dwelling_id != place.dwelling.id or residence.departed_on is not None)
     ):
-        check.decide("wrong_dwelling")
+        check.decide(VerificationResult.WRONG_DWELLING)
         return None
-    check.decide("valid")
+    check.decide(VerificationResult.VALID)
     return None
 
 
@@ -469,7 +471,7 @@ def _raise_alerts(
         "officer_id": inspection.officer_id,
         "offline": inspection.offline,
     }
-    if check.result == "revoked" and check.card is not None:
+    if check.result == VerificationResult.REVOKED and check.card is not None:
         alert = raise_alert(
             "revoked_card_presented",
             "card",
@@ -479,8 +481,8 @@ def _raise_alerts(
             at=at,
         ).alert
         raised.append(alert)
-    if check.result == "clone_suspected" or (
-        check.result == "forged" and check.claimed_card_no is not None
+    if check.result == VerificationResult.CLONE_SUSPECTED or (
+        check.result == VerificationResult.FORGED and check.claimed_card_no is not None
     ):
         subject_type, subject_id = _clone_subject(identity, check)
         alert = raise_alert(

@@ -21,7 +21,7 @@ from werkzeug.wrappers import Response
 
 from anjuka.areas.operations import Policy, effective_policies, effective_policy
 from anjuka.cards import operations as cards
-from anjuka.cards.models import DESK_REVOCATION_REASONS, Card, CardJob, Reader
+from anjuka.cards.models import DESK_REVOCATION_REASONS, LIVE_CARD_STATUSES, Card, CardJob, Reader
 from anjuka.cards.permissions import desk_reader, get_card_or_404, get_job_or_404, usable_reader
 from anjuka.cards.readers import reader_serves
 from anjuka.core.db import db
@@ -39,7 +39,7 @@ from anjuka.persons.models import Person
 from anjuka.persons.operations import find_person, record_document_lookup
 from anjuka.residences import operations as residences
 from anjuka.residences.api import get_residence_or_404, visible_residence_of_document
-from anjuka.residences.models import FAMILY_RELATIONS, Residence
+from anjuka.residences.models import FamilyRelation, Residence
 from anjuka.transfers import operations as transfers
 from anjuka.web.pages import Outcome, attempt, blp, render
 
@@ -361,7 +361,7 @@ def register_arrival(dwelling_id: int) -> tuple[str, int] | Response:
             raise InvalidInput(
                 "The name is missing.", code="validation_error", errors={"name": ["Required."]}
             )
-        if family is not None and family not in FAMILY_RELATIONS:
+        if family is not None and family not in set(FamilyRelation):
             raise InvalidInput("No such relation.", code="invalid_family_exception")
         return residences.register_arrival(
             identity,
@@ -521,7 +521,7 @@ def _residence_page(
     history = db.session.scalars(
         sa.select(Card).where(Card.residence_id == residence.id).order_by(Card.id.desc())
     ).all()
-    live = next((c for c in history if c.status in cards.LIVE_STATUSES), None)
+    live = next((c for c in history if c.status in LIVE_CARD_STATUSES), None)
     other_live = cards.live_card_of(residence.person_id) if live is None else None
     readers = readers_for(dwelling)
     return render(

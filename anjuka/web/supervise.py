@@ -24,7 +24,7 @@ from werkzeug.wrappers import Response
 
 from anjuka.alerts import operations as alert_operations
 from anjuka.alerts.api import alert_filter, get_alert_or_404
-from anjuka.alerts.models import ALERT_KINDS, LIVE_STATUSES, SEVERITIES, Alert
+from anjuka.alerts.models import ALERT_KINDS, LIVE_STATUSES, Alert, Severity
 from anjuka.alerts.schemas import AcknowledgeSchema, ResolveSchema
 from anjuka.areas.models import Area
 from anjuka.areas.permissions import get_area_or_404
@@ -283,7 +283,7 @@ def _alert_filters() -> AlertFilters:
     return AlertFilters(
         kind=kind if kind in ALERT_KINDS else None,
         status=status if status in STATUS_FILTERS else "live",
-        severity=severity if severity in SEVERITIES else None,
+        severity=severity if severity in set(Severity) else None,
         area=get_area_or_404(code) if code else None,
     )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 
 from anjuka.areas.models import Area
 from anjuka.areas.operations import Policy, effective_policies, effective_policy
@@ -143,8 +144,11 @@ def measure_dwellings(dwellings: list[Dwelling]) -> dict[Dwelling, Measure]:
     area_ids = {d.area_id for d in dwellings}
     areas = list(db.session.scalars(sa.select(Area).where(Area.id.in_(area_ids))))
     policies = effective_policies(areas)
+    by_id = {area.id: area for area in areas}
     measures = {}
     for dwelling in dwellings:
+        # The response names each dwelling's area: hand it over, no lazy load per dwelling.
+        set_committed_value(dwelling, "area", by_id[dwelling.area_id])
         policy = policies[dwelling.area_id]
         capacity = compute_capacity(dwelling, policy)
         occupancy = found[dwelling.id]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask_smorest import Blueprint
+from sqlalchemy.orm import selectinload
 
 from anjuka.core.db import db
 from anjuka.core.dumping import tell_revealed
@@ -169,6 +170,7 @@ def list_residents(query: dict, dwelling_id: int, pagination_parameters):
     stmt = (
         sa.select(Residence)
         .where(Residence.dwelling_id == dwelling.id, Residence.departed_on.is_(None))
+        .options(selectinload(Residence.person))  # one query for the page's persons
         .order_by(Residence.id)
     )
     residences = list(paginate(stmt, pagination_parameters))

@@ -10,6 +10,7 @@ each count, and ``benchmarks/run`` prints them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,6 +67,8 @@ class HotPaths:
         with counting(db.engine) as statements:
             response = getattr(self.client, method)(path, **kwargs)
         db.session.remove()
+        if os.environ.get("SHOWSQL") and "dwellings" in path:
+            print(path, *statements, sep="\n---\n")
         return response, len(statements)
 
     def setup(self) -> None:

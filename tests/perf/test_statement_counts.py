@@ -32,8 +32,8 @@ CEILINGS = {
 }
 #: The list endpoints, at any size (page of up to 100).
 LIST_CEILINGS = {
-    "sqlite": {"dwelling list": 10, "residents of a dwelling": 14},
-    "postgresql": {"dwelling list": 9, "residents of a dwelling": 13},
+    "sqlite": {"dwelling list": 10, "residents of a dwelling": 10},
+    "postgresql": {"dwelling list": 9, "residents of a dwelling": 9},
 }
 
 
@@ -52,18 +52,9 @@ def test_hot_paths_stay_within_their_statements(paths, backend):
         assert count <= CEILINGS[backend][name], f"{name}: {count} statements"
 
 
-#: The residents of a dwelling load each resident's person on its own (a lazy
-#: load of ``Residence.person`` per row of the page): one statement more per
-#: resident. Strict: when the view loads persons with the page, this fails
-#: and the marker goes.
-_RESIDENTS_N_PLUS_ONE = pytest.mark.xfail(
-    strict=True, reason="residents list lazy-loads Residence.person per row"
-)
-
-
 @pytest.mark.parametrize(
     "endpoint",
-    ["dwelling list", pytest.param("residents of a dwelling", marks=_RESIDENTS_N_PLUS_ONE)],
+    ["dwelling list", "residents of a dwelling"],
 )
 def test_lists_do_not_grow_with_the_registry(paths, backend, endpoint):
     paths.grow(5)

@@ -346,3 +346,33 @@ def card_desk(client: FlaskClient) -> Callable[..., object]:
         return make_desk(client, desk_headers, area_code)
 
     return make
+
+
+#: Debian's Chromium, never a downloaded browser; the flags keep it off the closed network.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """One headless Chromium for the session, shared by the page tests and the demo's test.
+
+    Playwright's sync API runs one event loop per thread: a second one
+    started beside it would fail, so every test that drives the browser
+    takes this one.
+    """
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

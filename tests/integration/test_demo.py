@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 from pcsc_fixtures import machine_lock
@@ -43,7 +44,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_sigterm_stops_the_demo_and_every_child(pcscd, tmp_path: Path):
+def test_sigterm_stops_the_demo_and_every_child(pcscd, browser, tmp_path: Path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANJUKA_", "FLASK_"))}
     env.update(PORT=str(port), ANJUKA_INSTANCE_PATH=str(tmp_path / "instance"))
@@ -66,7 +67,7 @@ def test_sigterm_stops_the_demo_and_every_child(pcscd, tmp_path: Path):
             answer = requests.get(f"http://127.0.0.1:{port}/api/v1/openapi.json", timeout=10)
             assert answer.status_code == 200
             assert f"Web interface: http://127.0.0.1:{port}/" in log.read_text()
-            _issue_a_card_from_the_pages(f"http://127.0.0.1:{port}", log.read_text())
+            _issue_a_card_from_the_pages(browser, f"http://127.0.0.1:{port}", log.read_text())
             children = _descendants(demo.pid)
             assert len(children) >= 3, children  # gunicorn (and workers), the daemon, the card
 
@@ -80,42 +81,37 @@ def test_sigterm_stops_the_demo_and_every_child(pcscd, tmp_path: Path):
                 demo.wait()
 
 
-def _issue_a_card_from_the_pages(base: str, printed: str) -> None:
+def _issue_a_card_from_the_pages(browser: Any, base: str, printed: str) -> None:
     """In Chromium: sign in with the printed credentials, register an arrival, issue its card."""
-    from playwright.sync_api import sync_playwright
-
     password = re.search(r"^\s+manager\s+(\S+)$", printed, re.MULTILINE).group(1)  # type: ignore[union-attr]
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-    args += ["--disable-component-update", "--disable-sync", "--no-first-run"]
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=args)
-        try:
-            page = chromium.new_context(base_url=base, locale="en").new_page()
-            page.set_default_timeout(20000)
-            page.goto("/")
-            page.fill("#username", "manager")
-            page.fill("#password", password)
-            page.click("form[action='/sign-in'] button[type=submit]")
-            page.wait_for_load_state()
-            assert page.url.endswith("/desk"), page.content()
-            page.fill("#q", "南门街1号1幢")
-            page.click("form[role=search] button[type=submit]")
-            rows = page.locator("main table tbody tr")
-            for index in range(rows.count()):
-                occupants, capacity = re.findall(r"(\d+) of (\d+)", rows.nth(index).inner_text())[0]
-                if int(occupants) < int(capacity):
-                    rows.nth(index).locator("a").first.click()
-                    break
-            else:
-                raise AssertionError("no demo dwelling with room")
-            first17 = "33020319950101777"
-            page.fill("#document_number", first17 + resident_id_check_char(first17))
-            page.fill("#name", "演示")
-            page.click("#register")
-            page.wait_for_load_state()
-            residence = re.search(r"residence=(\d+)", page.url).group(1)  # type: ignore[union-attr]
-            page.click(f"form[action='/desk/residences/{residence}/card'] button")
-            page.wait_for_selector("#card-status:has-text('active')", timeout=60000)
-            assert "is written, checked and active" in page.inner_text("#job")
-        finally:
-            chromium.close()
+    context = browser.new_context(base_url=base, locale="en")
+    try:
+        page = context.new_page()
+        page.set_default_timeout(20000)
+        page.goto("/")
+        page.fill("#username", "manager")
+        page.fill("#password", password)
+        page.click("form[action='/sign-in'] button[type=submit]")
+        page.wait_for_load_state()
+        assert page.url.endswith("/desk"), page.content()
+        page.fill("#q", "南门街1号1幢")
+        page.click("form[role=search] button[type=submit]")
+        rows = page.locator("main table tbody tr")
+        for index in range(rows.count()):
+            occupants, capacity = re.findall(r"(\d+) of (\d+)", rows.nth(index).inner_text())[0]
+            if int(occupants) < int(capacity):
+                rows.nth(index).locator("a").first.click()
+                break
+        else:
+            raise AssertionError("no demo dwelling with room")
+        first17 = "33020319950101777"
+        page.fill("#document_number", first17 + resident_id_check_char(first17))
+        page.fill("#name", "演示")
+        page.click("#register")
+        page.wait_for_load_state()
+        residence = re.search(r"residence=(\d+)", page.url).group(1)  # type: ignore[union-attr]
+        page.click(f"form[action='/desk/residences/{residence}/card'] button")
+        page.wait_for_selector("#card-status:has-text('active')", timeout=60000)
+        assert "is written, checked and active" in page.inner_text("#job")
+    finally:
+        context.close()

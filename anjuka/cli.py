@@ -266,8 +266,8 @@ def keys_reencrypt(batch_size: int) -> None:
 
     from anjuka.audit.operations import record
     from anjuka.core.keys import keyring
+    from anjuka.core.progress import progress_bar
     from anjuka.dwellings.operations import landlords_to_examine, reencrypt_landlords
-    from anjuka.personal_data.commands import progress_bar
     from anjuka.persons.operations import persons_to_examine, reencrypt_all
 
     with progress_bar() as bar:

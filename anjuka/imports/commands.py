@@ -6,32 +6,11 @@ from pathlib import Path
 
 import click
 from flask.cli import with_appcontext
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from anjuka.core.db import db
+from anjuka.core.progress import progress_bar
 from anjuka.core.time import local_today
 from anjuka.imports.formats import IMPORT_KINDS
-
-
-def progress_bar() -> Progress:
-    """A progress bar with the rows done, their rate and the time left, on stderr."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(show_speed=True),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
 
 
 @click.command("gen-city")

@@ -9,32 +9,12 @@ from pathlib import Path
 
 import click
 from flask.cli import with_appcontext
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from anjuka.core.db import db
+from anjuka.core.progress import progress_bar
 from anjuka.core.time import local_today
 from anjuka.core.transactions import command_transaction
 from anjuka.persons.models import DOCUMENT_TYPES
-
-
-def progress_bar() -> Progress:
-    """A progress bar with the persons done, their rate and the time left, on stderr."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(show_speed=True),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
 
 
 def _operator(given: str | None) -> str:

@@ -9,6 +9,7 @@ A refusal is shown in words on the page it came from (``attempt``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -694,36 +695,34 @@ def job_status(job_id: int) -> Response:
     return jsonify(job_state(get_job_or_404(job_id)))
 
 
+def _queue_at_reader(
+    card_no: str, queue: Callable[[Card, Reader], CardJob]
+) -> Response | tuple[str, int]:
+    """Queue a job for the card at the desk's chosen reader; the card page, or the refusal on it."""
+    found = get_card_or_404(card_no)
+
+    def queued() -> CardJob:
+        reader = _reader_from_form(found.residence.dwelling)
+        return queue(get_card_or_404(card_no, for_update=True), reader)
+
+    tried = attempt(queued)
+    if tried.refusal is not None:
+        return _card_page(found, status=tried.refusal.status, error=tried.message)
+    return redirect(url_for("web.desk_card", card_no=found.card_no))
+
+
 @blp.route("/desk/cards/<card_no>/retry", methods=["POST"], endpoint="desk_retry_card")
 @requires(*DESKS)
 def retry_card(card_no: str) -> Response | tuple[str, int]:
     """Queue the issue of a pending card again after its job failed."""
-    found = get_card_or_404(card_no)
-
-    def retry() -> CardJob:
-        reader = _reader_from_form(found.residence.dwelling)
-        return cards.retry_issue(get_card_or_404(card_no, for_update=True), reader)
-
-    tried = attempt(retry)
-    if tried.refusal is not None:
-        return _card_page(found, status=tried.refusal.status, error=tried.message)
-    return redirect(url_for("web.desk_card", card_no=found.card_no))
+    return _queue_at_reader(card_no, cards.retry_issue)
 
 
 @blp.route("/desk/cards/<card_no>/return", methods=["POST"], endpoint="desk_return_card")
 @requires(*DESKS)
 def return_card(card_no: str) -> Response | tuple[str, int]:
     """Take a card back: the reader erases it, then it is recorded as returned."""
-    found = get_card_or_404(card_no)
-
-    def take_back() -> CardJob:
-        reader = _reader_from_form(found.residence.dwelling)
-        return cards.return_card(get_card_or_404(card_no, for_update=True), reader)
-
-    tried = attempt(take_back)
-    if tried.refusal is not None:
-        return _card_page(found, status=tried.refusal.status, error=tried.message)
-    return redirect(url_for("web.desk_card", card_no=found.card_no))
+    return _queue_at_reader(card_no, cards.return_card)
 
 
 @blp.route("/desk/cards/<card_no>/revoke", methods=["POST"], endpoint="desk_revoke_card")

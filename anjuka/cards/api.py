@@ -35,6 +35,7 @@ from anjuka.core.errors import AppError
 from anjuka.core.idempotency import idempotent
 from anjuka.core.pagination import paginate
 from anjuka.core.security import requires
+from anjuka.core.transactions import retry_conflicts
 
 blp = Blueprint("cards", __name__, description="Anju e-Cards (安居e卡) and desk readers")
 
@@ -57,6 +58,7 @@ def _choose_reader(reader_id: int | None, default_id: int | None) -> tuple[Reade
 @blp.arguments(CardIssueSchema)
 @blp.response(202, CardIssuedSchema)
 @requires(*DESK_ROLES)
+@retry_conflicts
 def issue_card(body: dict):
     """Issue a card for a current residence at a desk reader: a pending card and its job.
 
@@ -82,6 +84,7 @@ def get_card(card_no: str):
 @blp.arguments(CardRevokeSchema)
 @blp.response(200, CardSchema)
 @requires(*DESK_ROLES)
+@retry_conflicts
 def revoke_card(body: dict, card_no: str):
     """Revoke at once (lost, damaged, replaced); a pending card's job is cancelled."""
     return operations.revoke_card(get_card_or_404(card_no, for_update=True), body["reason"])
@@ -91,6 +94,7 @@ def revoke_card(body: dict, card_no: str):
 @blp.arguments(CardReaderChoiceSchema)
 @blp.response(202, CardIssuedSchema)
 @requires(*DESK_ROLES)
+@retry_conflicts
 def return_card(body: dict, card_no: str):
     """Take a card back: an erase job; the card is ``returned`` once the chip is wiped."""
     card = get_card_or_404(card_no)
@@ -105,6 +109,7 @@ def return_card(body: dict, card_no: str):
 @blp.arguments(CardReaderChoiceSchema)
 @blp.response(202, CardIssuedSchema)
 @requires(*DESK_ROLES)
+@retry_conflicts
 def retry_card(body: dict, card_no: str):
     """Queue the issuance of a pending card again after its job failed or was cancelled."""
     card = get_card_or_404(card_no)

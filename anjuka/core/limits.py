@@ -25,7 +25,7 @@ from limits import parse_many
 
 from anjuka.config import Config
 from anjuka.core.errors import error_body
-from anjuka.core.transactions import finish_refusal
+from anjuka.core.transactions import finish_refusal, is_retry
 
 
 def client_address() -> str:
@@ -39,6 +39,8 @@ def client_address() -> str:
 
 
 limiter = Limiter(key_func=client_address)
+# A view tried again after a conflict (core/transactions.py) was counted at its first try.
+limiter.request_filter(is_retry)
 
 
 def configured(name: str) -> Callable[[], str]:

@@ -20,9 +20,11 @@ again, whole, when PostgreSQL aborts its transaction for a serialization
 failure or a deadlock: up to :data:`CONFLICT_TRIES` tries with a short
 jittered pause. Each try starts from a rolled-back session, so its audit
 events and the signal handlers' writes exist once, from the try that
-commits. What no retry can mend (the last try's conflict, a lost connection,
-a database that is down) is answered ``503 try_again`` with ``Retry-After``
-(``anjuka.core.errors``).
+commits. What a try did outside the database is undone or not done again:
+the messages it flashed are taken back, and the throttles judge the request
+once, at its first try (:func:`is_retry`). What no retry can mend (the last
+try's conflict, a lost connection, a database that is down) is answered
+``503 try_again`` with ``Retry-After`` (``anjuka.core.errors``).
 
 CLI commands get the same with :func:`command_transaction`.
 """
@@ -38,7 +40,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
-from flask import Flask, g
+from flask import Flask, g, message_flashed, session
 from sqlalchemy import exc as sa_exc
 
 from anjuka.core.db import db
@@ -110,8 +112,21 @@ def _pause(attempt: int) -> float:
     return CONFLICT_PAUSE * (2 ** (attempt - 1)) * (0.5 + random.random())  # noqa: S311
 
 
+def is_retry() -> bool:
+    """Whether the view now runs again after a conflict (its request's throttles were judged)."""
+    return int(g.get("conflict_try", 1)) > 1
+
+
+def _count_flash(_app: Flask, **_: object) -> None:
+    g.flashed_in_try = int(g.get("flashed_in_try", 0)) + 1
+
+
 def _discard_try() -> None:
+    """Undo what a conflicting try did: its writes, its savepoint, the messages it flashed."""
     g.pop("kept_savepoint", None)
+    flashed = int(g.pop("flashed_in_try", 0))
+    if flashed:
+        session["_flashes"] = session.get("_flashes", [])[:-flashed]
     db.session.rollback()
 
 
@@ -126,6 +141,8 @@ def committing(view: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         attempt = 1
         while True:
+            g.conflict_try = attempt
+            g.pop("flashed_in_try", None)
             try:
                 result = view(*args, **kwargs)
                 db.session.commit()
@@ -198,3 +215,4 @@ def init_app(app: Flask) -> None:
     for endpoint, view in list(app.view_functions.items()):
         if endpoint != "static":
             app.view_functions[endpoint] = committing(view)
+    message_flashed.connect(_count_flash, app)

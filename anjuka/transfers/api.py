@@ -11,7 +11,7 @@ from anjuka.core.errors import NotFound
 from anjuka.core.idempotency import idempotent
 from anjuka.core.pagination import paginate
 from anjuka.core.security import Identity, require_identity, requires
-from anjuka.core.transactions import keep_on_refusal
+from anjuka.core.transactions import keep_on_refusal, retry_conflicts
 from anjuka.dwellings.permissions import get_dwelling_or_404
 from anjuka.persons.identity import parse_document
 from anjuka.persons.limits import document_lookups
@@ -90,6 +90,7 @@ def get_transfer_or_404(
 @blp.arguments(TransferRequestSchema)
 @blp.response(201, TransferSchema)
 @requires(*DESKS)
+@retry_conflicts
 def request_transfer(body: dict):
     """Ask the desk of a person's current dwelling (outside your scope) to let them move here.
 
@@ -144,6 +145,7 @@ def get_transfer(transfer_id: int):
 @blp.arguments(CancelSchema)
 @blp.response(200, TransferSchema)
 @requires(*DESKS)
+@retry_conflicts
 def cancel_transfer(body: dict, transfer_id: int):
     """Withdraw a waiting request (the requesting side); 409 ``transfer_closed`` otherwise."""
     identity = require_identity()
@@ -156,6 +158,7 @@ def cancel_transfer(body: dict, transfer_id: int):
 @blp.arguments(CompleteSchema)
 @blp.response(200, TransferSchema)
 @requires("supervisor")
+@retry_conflicts
 def complete_transfer(body: dict, transfer_id: int):
     """Complete a request the old desk left unanswered past ``due_on`` (new area's supervisor).
 

@@ -15,6 +15,7 @@ from anjuka.core.db import db
 from anjuka.core.idempotency import idempotent
 from anjuka.core.scope import scope_of
 from anjuka.core.security import Identity, require_identity, requires
+from anjuka.core.transactions import retry_conflicts
 from anjuka.dwellings.permissions import get_dwelling_or_404
 from anjuka.persons.limits import document_lookups
 from anjuka.verifications import operations
@@ -43,6 +44,7 @@ GZIP_MIN_BYTES = 1024
 @blp.response(201, VerificationResultSchema)
 @blp.alt_response(200, schema=VerificationResultSchema, description="an upload seen before")
 @requires(*PATROL)
+@retry_conflicts
 def verify(body: dict):
     """Check a card (number, or the chip's record and UID) or a document on site.
 

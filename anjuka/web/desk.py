@@ -30,6 +30,7 @@ from anjuka.core.errors import AppError, InvalidInput
 from anjuka.core.privacy import mask_name
 from anjuka.core.security import require_identity, requires
 from anjuka.core.time import local_today
+from anjuka.core.transactions import retry_conflicts
 from anjuka.dwellings import operations as dwellings
 from anjuka.dwellings.models import Dwelling, Estate
 from anjuka.dwellings.permissions import dwelling_filter, estate_filter, get_dwelling_or_404
@@ -348,6 +349,7 @@ def _offer_for(refusal: AppError, dwelling: Dwelling, form: dict) -> str | None:
     "/desk/dwellings/<int:dwelling_id>/arrivals", methods=["POST"], endpoint="desk_register_arrival"
 )
 @requires(*DESKS)
+@retry_conflicts
 def register_arrival(dwelling_id: int) -> tuple[str, int] | Response:
     """Register an arrival from the one form; refused in words, writing nothing."""
     identity = require_identity()
@@ -478,6 +480,7 @@ def _known_sentence(known: dict) -> str:
 )
 @page_lookups
 @requires(*DESKS)
+@retry_conflicts
 def request_transfer(dwelling_id: int) -> Response | tuple[str, int]:
     """Ask the desk of the person's dwelling elsewhere to let them move here (as the API)."""
     identity = require_identity()
@@ -565,6 +568,7 @@ def _reader_from_form(dwelling: Dwelling) -> Reader:
 
 @blp.route("/desk/residences/<int:residence_id>/card", methods=["POST"], endpoint="desk_issue_card")
 @requires(*DESKS)
+@retry_conflicts
 def issue_card(residence_id: int) -> Response | tuple[str, int]:
     """Issue a card for the residence at the desk's reader, then watch the job."""
     residence = get_residence_or_404(residence_id)
@@ -587,6 +591,7 @@ def issue_card(residence_id: int) -> Response | tuple[str, int]:
     endpoint="desk_record_departure",
 )
 @requires(*DESKS)
+@retry_conflicts
 def record_departure(residence_id: int) -> Response | tuple[str, int]:
     """Record the departure (the card is revoked at once); a card handed back is erased."""
     identity = require_identity()
@@ -713,6 +718,7 @@ def _queue_at_reader(
 
 @blp.route("/desk/cards/<card_no>/retry", methods=["POST"], endpoint="desk_retry_card")
 @requires(*DESKS)
+@retry_conflicts
 def retry_card(card_no: str) -> Response | tuple[str, int]:
     """Queue the issue of a pending card again after its job failed."""
     return _queue_at_reader(card_no, cards.retry_issue)
@@ -720,6 +726,7 @@ def retry_card(card_no: str) -> Response | tuple[str, int]:
 
 @blp.route("/desk/cards/<card_no>/return", methods=["POST"], endpoint="desk_return_card")
 @requires(*DESKS)
+@retry_conflicts
 def return_card(card_no: str) -> Response | tuple[str, int]:
     """Take a card back: the reader erases it, then it is recorded as returned."""
     return _queue_at_reader(card_no, cards.return_card)
@@ -727,6 +734,7 @@ def return_card(card_no: str) -> Response | tuple[str, int]:
 
 @blp.route("/desk/cards/<card_no>/revoke", methods=["POST"], endpoint="desk_revoke_card")
 @requires(*DESKS)
+@retry_conflicts
 def revoke_card(card_no: str) -> Response | tuple[str, int]:
     """Report a card lost (or damaged): revoked at once; a new one may then be issued."""
     found = get_card_or_404(card_no)

@@ -31,6 +31,7 @@ from anjuka.core.errors import InvalidInput, NotFound
 from anjuka.core.privacy import mask_name
 from anjuka.core.security import Identity, public, require_identity, requires
 from anjuka.core.time import registry_zone
+from anjuka.core.transactions import retry_conflicts
 from anjuka.dwellings.models import Dwelling
 from anjuka.dwellings.permissions import dwelling_filter, get_dwelling_or_404
 from anjuka.persons.limits import lookups_in_forms
@@ -313,6 +314,7 @@ def _verify(identity: Identity, kind: str) -> Inspection:
 @blp.route("/patrol/verify", methods=["POST"])
 @document_lookups
 @requires(*PATROL)
+@retry_conflicts
 def patrol_verify() -> Response | tuple[str, int]:
     """Check what the officer entered; the result on its own page (so a reload repeats nothing)."""
     identity = require_identity()

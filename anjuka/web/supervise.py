@@ -34,6 +34,7 @@ from anjuka.core.privacy import mask_name
 from anjuka.core.scope import scope_of
 from anjuka.core.security import Identity, require_identity, requires
 from anjuka.core.time import as_utc, local_today, registry_zone
+from anjuka.core.transactions import retry_conflicts
 from anjuka.dwellings.models import Dwelling
 from anjuka.dwellings.operations import capacity_of, occupancies
 from anjuka.dwellings.permissions import dwelling_filter
@@ -710,6 +711,7 @@ def _transfers_page(refused: dict[int, str] | None = None, status: int = 200) ->
 
 @blp.route("/transfers/<int:transfer_id>/complete", methods=["POST"])
 @requires("supervisor")
+@retry_conflicts
 def complete_transfer(transfer_id: int) -> Response | tuple[str, int]:
     """Complete a transfer the old desk left past its deadline (new area's supervisor)."""
     identity = require_identity()
@@ -731,6 +733,7 @@ def complete_transfer(transfer_id: int) -> Response | tuple[str, int]:
 
 @blp.route("/transfers/<int:transfer_id>/cancel", methods=["POST"])
 @requires(*DESKS)
+@retry_conflicts
 def cancel_transfer(transfer_id: int) -> Response | tuple[str, int]:
     """Withdraw a waiting request (the requesting side)."""
     identity = require_identity()

@@ -8,12 +8,14 @@ per-card keys must work with the real card protocols, tears included.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from card_helpers import in_process_session
 
-from anjuka.cards.models import CardJob
+from anjuka.audit.models import AuditEvent
+from anjuka.cards.models import CardChip, CardJob
 from anjuka.cards.signing import card_keys
 from anjuka.core.db import db
 from anjuka.core.keys import keyring
@@ -227,3 +229,137 @@ def test_the_daemon_sends_its_attempt_so_a_stale_failure_is_refused(desk, card_d
     assert seen["again"]["attempt"] == 2
     job = desk.card(card_no)["job"]
     assert (job["status"], job["attempt"], job["error"]) == ("claimed", 2, None), job
+
+
+# ------------------------------------------- a job whose report never came (the daemon died)
+
+
+def _daemon_as(desk, journal: Path, holder: str, reader: MemoryReader) -> CardDaemon:  # type: ignore[no-untyped-def]
+    """The real daemon as one desk PC: its own holder id and journal, as after each start."""
+    config = DaemonConfig(
+        journal_path=journal,
+        poll_wait=0,
+        card_timeout=0.3,
+        backoff_initial=0.01,
+        backoff_max=0.05,
+        reader_poll=0.02,
+    )
+    client = JobClient(
+        "http://anjuka.test",
+        desk.daemon.token,
+        desk.reader_id,
+        timeout=5,
+        session=in_process_session(desk.client),
+        holder=holder,
+    )
+    return CardDaemon(config, client, reader)
+
+
+def _dies_before_reporting(daemon: CardDaemon) -> None:
+    """The daemon's process ends between the card write and the report (as a SIGKILL would)."""
+
+    def killed(*_: object) -> None:
+        raise SystemExit("killed")
+
+    daemon.client.post_result = killed  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        daemon.step()
+    assert daemon.journal.load()["phase"] == "reporting"
+
+
+def _events(card_no: str, action: str) -> int:
+    return db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.action == action, AuditEvent.subject_id == card_no)
+    )
+
+
+def test_an_unreported_job_waits_for_its_daemon_then_its_journal_reports_it(desk, tmp_path):
+    """Within the lease the job stays with its daemon: no one else gets it, a release keeps it."""
+    card_no = desk.issue(desk.arrive_here()["id"]).json["card_no"]
+    sim = new_sim("cpu")
+    reader = MemoryReader(card=sim)
+    journal = tmp_path / "a" / "journal.json"
+    _dies_before_reporting(_daemon_as(desk, journal, "desk-a", reader))
+    job = desk.card(card_no)["job"]
+    assert (job["status"], job["attempt"]) == ("awaiting_result", 1)
+    # Another daemon of the reader gets nothing, and a release does not hand it back.
+    other = desk.make_daemon(holder="desk-b")
+    assert other.poll().status_code == 204
+    assert desk.make_daemon(holder="desk-a", run="r2").release().json == {"released": []}
+    writes = sim.writes
+
+    restarted = _daemon_as(desk, journal, "desk-a", MemoryReader())  # no card needed
+    restarted.step()
+    final = desk.card(card_no)
+    assert (final["status"], final["uid"]) == ("active", sim.uid.hex())
+    assert (final["job"]["status"], final["job"]["attempt"]) == ("done", 1)
+    assert sim.writes == writes
+    assert restarted.journal.load() is None
+    assert (_events(card_no, "card.sign"), _events(card_no, "card.activate")) == (1, 1)
+
+
+def test_an_unreported_job_past_its_lease_goes_to_the_next_daemon_and_acts_once(desk, tmp_path):
+    """The daemon does not come back within the lease: the next poll of the reader takes it.
+
+    The job is still bound to the chip, so the chip presented again gets the
+    same record (nothing signed anew) and is not written again; the late
+    report from the first daemon's journal then changes nothing.
+    """
+    card_no = desk.issue(desk.arrive_here()["id"]).json["card_no"]
+    sim = new_sim("mifare1k")
+    journal = tmp_path / "a" / "journal.json"
+    _dies_before_reporting(_daemon_as(desk, journal, "desk-a", MemoryReader(card=sim)))
+    record = on_chip(MemoryReader(card=sim), "mifare1k")
+    writes = sim.writes
+    job_id = desk.card(card_no)["job"]["id"]
+    db.session.execute(
+        sa.update(CardJob)
+        .where(CardJob.id == job_id)
+        .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+    )
+    db.session.commit()
+
+    # The card is brought to the desk's other PC, whose daemon polls next.
+    other = _daemon_as(desk, tmp_path / "b" / "journal.json", "desk-b", MemoryReader(card=sim))
+    assert other.step()
+    final = desk.card(card_no)
+    assert (final["status"], final["uid"]) == ("active", sim.uid.hex())
+    assert (final["job"]["status"], final["job"]["attempt"]) == ("done", 2)
+    assert sim.writes == writes
+    assert on_chip(MemoryReader(card=sim), "mifare1k") == record
+
+    # The first daemon starts again: its journal's report is the same success, nothing more.
+    late = _daemon_as(desk, journal, "desk-a", MemoryReader())
+    late.step()
+    assert late.journal.load() is None
+    assert desk.card(card_no)["job"]["status"] == "done"
+    assert (_events(card_no, "card.sign"), _events(card_no, "card.activate")) == (1, 1)
+    chips = db.session.scalars(sa.select(CardChip).where(CardChip.job_id == job_id)).all()
+    assert len(chips) == 1
+
+
+def test_a_late_report_completes_the_job_while_the_next_daemon_waits_for_a_card(desk, tmp_path):
+    """The first daemon reports from its journal after the job went to another, still waiting."""
+    card_no = desk.issue(desk.arrive_here()["id"]).json["card_no"]
+    sim = new_sim("cpu")
+    journal = tmp_path / "a" / "journal.json"
+    _dies_before_reporting(_daemon_as(desk, journal, "desk-a", MemoryReader(card=sim)))
+    job_id = desk.card(card_no)["job"]["id"]
+    db.session.execute(
+        sa.update(CardJob)
+        .where(CardJob.id == job_id)
+        .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+    )
+    db.session.commit()
+    waiting = desk.make_daemon(holder="desk-b")
+    assert waiting.next_job()["attempt"] == 2
+
+    _daemon_as(desk, journal, "desk-a", MemoryReader()).step()
+    final = desk.card(card_no)
+    assert (final["status"], final["uid"]) == ("active", sim.uid.hex())
+    # The daemon that waited is told the job is over when it brings another card.
+    refused = waiting.send_uid(job_id, new_sim("cpu").uid.hex())
+    assert (refused.status_code, refused.json["error"]) == (409, "job_finished")
+    assert _events(card_no, "card.activate") == 1

@@ -120,14 +120,18 @@ def daemon(
         reader_name: str = READERS[35963],
         card_timeout: float = 30,
         poll_wait: int = 2,
+        server: str | None = None,
+        home: Path | None = None,
     ) -> DaemonProcess:
-        home = tmp_path / f"daemon-{len(running)}"  # its own journal, so its own holder id
-        home.mkdir()
-        log = home / "daemon.log"
+        """``home``: the desk PC's state (journal, holder id), to start a daemon again on it."""
+        # By default its own journal, so its own holder id.
+        home = home or tmp_path / f"daemon-{len(running)}"
+        home.mkdir(exist_ok=True)
+        log = home / f"daemon-{len(running)}.log"
         args = [
             str(BIN / "anjuka-cardreader"),
             "--server",
-            stack.url,
+            server or stack.url,
             "--reader",
             reader_name,
             "--journal",

@@ -10,11 +10,13 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -196,3 +198,68 @@ class Stack:
 
         path = Path(self.env["ANJUKA_INSTANCE_PATH"]) / "keys.json"
         return KeyRing(path, json.loads(path.read_text())).signing_public_keys()
+
+
+class Gate:
+    """A proxy before the server that lets every call through but a card job's result.
+
+    A result is answered 503, as a server that is going away would answer:
+    the daemon that sent it keeps it in its journal and backs off. ``held``
+    counts the results kept back.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.held = 0
+        self.httpd: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.httpd is not None
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def start(self) -> None:
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                gate.forward(self, "GET")
+
+            def do_POST(self) -> None:
+                gate.forward(self, "POST")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+    def forward(self, request: BaseHTTPRequestHandler, method: str) -> None:
+        body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        if method == "POST" and request.path.split("?")[0].endswith("/result"):
+            self.held += 1
+            self._reply(request, 503, b'{"status": 503, "error": "try_again"}', "application/json")
+            return
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        answer = requests.request(
+            method, self.upstream + request.path, headers=headers, data=body, timeout=60
+        )
+        self._reply(request, answer.status_code, answer.content, answer.headers.get("Content-Type"))
+
+    @staticmethod
+    def _reply(
+        request: BaseHTTPRequestHandler, status: int, data: bytes, content_type: str | None
+    ) -> None:
+        request.send_response(status)
+        if content_type:
+            request.send_header("Content-Type", content_type)
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)

@@ -5,12 +5,13 @@ On SQLite and on PostgreSQL (the ``backend`` parameter).
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Iterator
 
 import pytest
-from integration_stack import READERS, Stack, wait_for
+from integration_stack import READERS, Gate, Stack, wait_for
 
 from cardreader.layout import parse_image
 from cardreader.protocol import card
@@ -262,3 +263,53 @@ def test_a_job_claimed_when_the_daemon_stops_is_handed_back_to_the_next(
     active = stack.wait_card(issued["card_no"], "active", timeout=30)
     _assert_chip_carries(stack, chips, FIRST, active)
     assert _job(stack, issued["job_id"])["attempt"] == 1
+
+
+def test_a_daemon_killed_between_the_write_and_the_report_is_reconciled_at_its_restart(
+    stack, daemon, cardsim, chips, tmp_path
+):
+    """SIGKILL after the chip holds its record, before the server heard of it.
+
+    A gate before the server keeps the daemon's report back (503), so the
+    process is killed at exactly that point; the same desk PC then starts
+    the daemon again, straight to the server, with the card still lying on
+    the reader. Its journal reports the result: the job ends done with the
+    chip's UID, and the chip is not written again.
+    """
+    reader_id, token = stack.new_reader()
+    state = tmp_path / "card.json"
+    cardsim("cpu", port=35963, state=state)
+    gate = Gate(stack.url)
+    gate.start()
+    home = tmp_path / "desk-pc"
+    try:
+        first = daemon(token, FIRST, server=gate.url, home=home)
+        issued = stack.issue(reader_id)
+        wait_for(lambda: gate.held >= 1, 30, "the daemon to report the write")
+        first.proc.send_signal(signal.SIGKILL)
+        assert first.proc.wait(10) == -signal.SIGKILL
+    finally:
+        gate.stop()
+    entry = json.loads((home / "journal.json").read_text())
+    assert (entry["job_id"], entry["phase"]) == (issued["job_id"], "reporting")
+    assert entry["result"]["outcome"] == "done"
+    job = _job(stack, issued["job_id"])
+    assert (job["status"], job["attempt"]) == ("awaiting_result", 1), job
+    assert stack.card(issued["card_no"])["status"] == "pending"
+    written = state.read_bytes()
+    assert parse_image(_image_of(state)) is not None  # the chip holds the record already
+    uid = entry["result"]["uid"]
+
+    second = daemon(token, FIRST, home=home)
+    active = stack.wait_card(issued["card_no"], "active")
+    assert active["uid"] == uid
+    job = _job(stack, issued["job_id"])
+    assert (job["status"], job["attempt"], job["error"]) == ("done", 1, None), job
+    wait_for(lambda: "reported done" in second.text(), 20, "the restarted daemon's report")
+    assert not (home / "journal.json").exists()
+    # The card lay on the reader all along and was not written again: the restarted
+    # daemon never took it up, and its memory is as the killed one left it.
+    assert first.text().count("presented") == 1
+    assert "presented" not in second.text()
+    assert state.read_bytes() == written
+    _assert_chip_carries(stack, chips, FIRST, active)

@@ -41,6 +41,7 @@ import click
 from flask import Flask, g
 from sqlalchemy import exc as sa_exc
 
+from anjuka.core import replica
 from anjuka.core.db import db
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -118,17 +119,34 @@ def _discard_try() -> None:
 def committing(view: F) -> F:
     """``view`` with its writes committed when it returns (rolled back when it raises).
 
-    A view marked :func:`retry_conflicts` is tried again on a conflict.
+    A view marked :func:`retry_conflicts` is tried again on a conflict. A
+    view marked :func:`~anjuka.core.replica.reads_replica` reads the replica
+    when one serves, and is run again on the primary when the replica fails it.
     """
     tries = CONFLICT_TRIES if getattr(view, _RETRY_ATTR, False) else 1
+    lagging_reads = replica.wants_replica(view)
 
     @functools.wraps(view)
     def run(*args: Any, **kwargs: Any) -> Any:
         attempt = 1
+        on_replica = lagging_reads and replica.router() is not None
         while True:
+            if on_replica:
+                replica.begin_replica_reads()
             try:
-                result = view(*args, **kwargs)
+                try:
+                    result = view(*args, **kwargs)
+                except sa_exc.DBAPIError:
+                    if on_replica and replica.replica_failed():
+                        log.warning("the replica failed a read; reading the primary instead")
+                        _discard_try()
+                        replica.fall_back()
+                        on_replica = False  # once per request: the retry reads the primary
+                        continue
+                    raise
                 db.session.commit()
+                if lagging_reads:
+                    replica.count_reads()
                 return result
             except sa_exc.DBAPIError as exc:
                 if attempt >= tries or not is_conflict(exc):

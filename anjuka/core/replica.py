@@ -48,6 +48,9 @@ _READS_ATTR = "_anjuka_reads_replica"
 CHECK_EVERY = 2.0
 #: Seconds to wait for a connection to the replica before reading the primary.
 CONNECT_TIMEOUT = 2
+#: The largest lag bound allowed: the offline bundle's deltas overlap their cursor
+#: by 10 minutes, so a bundle cut from a replica this far behind still misses nothing.
+MAX_LAG_LIMIT = 300.0
 
 #: The replica's delay behind the primary in seconds: none when it has replayed
 #: all it received, else the age of the last transaction it replayed. NULL when
@@ -229,6 +232,10 @@ def init_app(app: Flask, config: Config) -> None:
         "postgresql"
     ):
         raise RuntimeError("ANJUKA_REPLICA_URL needs PostgreSQL, for the primary and the replica.")
+    if not 0 < config.replica_max_lag <= MAX_LAG_LIMIT:
+        raise RuntimeError(
+            f"ANJUKA_REPLICA_MAX_LAG is seconds, above 0 and at most {MAX_LAG_LIMIT:g}."
+        )
     options: dict[str, Any] = {
         "pool_pre_ping": True,
         "connect_args": {"connect_timeout": CONNECT_TIMEOUT},

@@ -264,3 +264,27 @@ def test_a_stopped_replica_leaves_the_reads_to_the_primary(setup: Setup, reads: 
     setup.router.forget()
     assert residence in setup.listed_residents()
     assert reads == ["replica", "primary", "primary", "primary", "replica"]
+
+
+def test_a_replica_is_read_from_the_environment_and_checked_at_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    monkeypatch.setenv("ANJUKA_REPLICA_URL", "postgresql://anjuka@replica.invalid/anjuka")
+    monkeypatch.setenv("ANJUKA_REPLICA_MAX_LAG", "2.5")
+    config = Config.from_env()
+    assert config.resolved_replica_url == "postgresql+psycopg://anjuka@replica.invalid/anjuka"
+    assert config.replica_max_lag == 2.5
+    instance = tmp_path_factory.mktemp("replica-checks")
+    primary = "postgresql://anjuka@primary.invalid/anjuka"
+    for database_url, max_lag in ((None, 10.0), (primary, 0.0), (primary, 301.0)):
+        with pytest.raises(RuntimeError, match="ANJUKA_REPLICA"):
+            create_app(
+                Config(
+                    instance_path=instance,
+                    database_url=database_url,
+                    replica_url=config.replica_url,
+                    replica_max_lag=max_lag,
+                    keys_file=instance / "keys.json",
+                    testing=True,
+                )
+            )

@@ -197,7 +197,7 @@ class RoutingSession(Session):
                 replica = _replica_for_request()
                 if replica is not None:
                     return replica
-            else:
+            elif self._flushing or clause is not None:
                 read_primary()  # a write: the request reads what it wrote from here on
         return super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
 

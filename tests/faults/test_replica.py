@@ -195,6 +195,11 @@ def test_statistics_and_lists_read_the_replica_and_arrivals_the_primary(
         # A read that decides nothing shows the replica's older state: the replica answered.
         assert setup.residents_in_stats() == before
         assert setup.listed_residents() == set()
+        # The dashboard page and the offline bundle read the replica too.
+        page = setup.client().get("/dashboard", headers=setup.headers)
+        assert page.status_code == 200
+        bundle = setup.client().get("/api/v1/offline-bundle", headers=setup.headers)
+        assert bundle.status_code == 200, bundle.json
         # A record's own page is not a list: it reads the primary.
         own = setup.client().get(f"/api/v1/residences/{residence}", headers=setup.headers)
         assert own.status_code == 200, own.json
@@ -202,7 +207,7 @@ def test_statistics_and_lists_read_the_replica_and_arrivals_the_primary(
         setup.resume_replay()
     assert setup.residents_in_stats() == before + 1
     assert setup.listed_residents() == {residence}
-    assert reads == ["replica"] * 6
+    assert reads == ["replica"] * 8
 
 
 def test_a_reveal_reads_the_primary(setup: Setup, reads: list[str]) -> None:

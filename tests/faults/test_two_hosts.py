@@ -14,7 +14,9 @@ threads, one per host, share the outbox. Against them:
 * the sweep's alerts are delivered by both hosts' threads at once: every
   alert reaches every subscription once.
 
-The database is a throwaway one on the shared server; nothing else is shared.
+The database is a throwaway primary cluster with a streaming replica of its
+own (``tests/pg_cluster.py``), as production runs them; the lists each
+host serves at the end read the replica.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 import requests
+from pg_cluster import primary_cluster, streaming_replica, wait_for_replay
 from served import gunicorn
-from throwaway_db import throwaway_database
 
 from anjuka.alerts.sweep import ADVISORY_LOCK_KEY
 from anjuka.config import Config
@@ -144,11 +146,14 @@ def _serve_both(stack: ExitStack, env: dict[str, str], tmp_path: Path) -> list[s
 
 def test_two_hosts_share_the_job_queue_the_sweep_lock_and_the_outbox(tmp_path: Path) -> None:
     with ExitStack() as stack:
-        url = stack.enter_context(throwaway_database("postgresql", tmp_path, "anjuka_hosts"))
+        primary = stack.enter_context(primary_cluster())
+        replica = stack.enter_context(streaming_replica(primary))
+        url = primary.url
         receiver = stack.enter_context(receiving())
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANJUKA_", "FLASK_"))}
         env |= {
             "ANJUKA_DATABASE_URL": url,
+            "ANJUKA_REPLICA_URL": replica.url,
             "ANJUKA_INSTANCE_PATH": str(tmp_path / "instance"),  # one keys file for both
             "ANJUKA_DB_POOL_SIZE": "4",
             "ANJUKA_WEBHOOK_WORKER": "thread",
@@ -309,3 +314,20 @@ def test_two_hosts_share_the_job_queue_the_sweep_lock_and_the_outbox(tmp_path: P
             outbox = conn.execute("SELECT status, attempts FROM webhook_deliveries").fetchall()
         assert sorted(set(outbox)) == [("delivered", 1)]
         assert len(outbox) == 2 * RESIDENTS
+
+        # -- the lists read the replica, on both hosts ----------------------------------
+        wait_for_replay(primary, replica)
+        for host in hosts:
+            listed = requests.get(
+                f"{host}/api/v1/alerts", params={"page_size": 100}, headers=admin, timeout=30
+            )
+            assert listed.status_code == 200, listed.text
+            assert {a["id"] for a in listed.json()} == alerts
+    for i in (1, 2):
+        lines = [
+            json.loads(line)
+            for line in (tmp_path / f"host{i}.log").read_text().splitlines()
+            if line.startswith("{")
+        ]
+        listed_from = [e.get("reads") for e in lines if e.get("endpoint") == "alerts.list_alerts"]
+        assert listed_from == ["replica"], listed_from

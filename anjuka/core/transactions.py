@@ -24,6 +24,11 @@ commits. What no retry can mend (the last try's conflict, a lost connection,
 a database that is down) is answered ``503 try_again`` with ``Retry-After``
 (``anjuka.core.errors``).
 
+A view marked :func:`~anjuka.core.replica.reads_replica` reads a streaming
+replica when one is configured and serves; when the replica fails one of
+its reads, it is run again, once, on the primary, from a rolled-back
+session (``anjuka.core.replica``).
+
 CLI commands get the same with :func:`command_transaction`.
 """
 

@@ -50,10 +50,14 @@ def on_exit(server):  # type: ignore[no-untyped-def]
 def post_fork(server, worker):  # type: ignore[no-untyped-def]
     """A forked worker opens its own database connections, never the master's."""
     from anjuka.core.db import db
+    from anjuka.core.replica import router
 
     app = server.app.wsgi()
     with app.app_context():
         db.engine.dispose(close=False)
+        replica = router()
+        if replica is not None:
+            replica.engine.dispose(close=False)
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]

@@ -12,6 +12,13 @@ def _default_instance_path() -> Path:
     return Path(os.environ.get("ANJUKA_INSTANCE_PATH") or Path.cwd() / "instance").resolve()
 
 
+def _with_driver(url: str) -> str:
+    """A PostgreSQL URL names psycopg (version 3) as its driver."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the application reads from its environment."""
@@ -53,6 +60,10 @@ class Config:
     idempotency_lifetime: timedelta = timedelta(hours=24)
     #: Addresses and networks that may read ``/metrics`` (others get 404).
     metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    #: A PostgreSQL streaming replica for reads that may lag (docs/deployment.md).
+    replica_url: str | None = None
+    #: Seconds the replica may lag before its reads go to the primary.
+    replica_max_lag: float = 10.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Config:
@@ -79,6 +90,10 @@ class Config:
             values["idempotency_lifetime"] = timedelta(hours=float(env["ANJUKA_IDEMPOTENCY_HOURS"]))
         if env.get("ANJUKA_METRICS_ALLOW"):
             values["metrics_allow"] = tuple(env["ANJUKA_METRICS_ALLOW"].replace(",", " ").split())
+        if env.get("ANJUKA_REPLICA_URL"):
+            values["replica_url"] = env["ANJUKA_REPLICA_URL"]
+        if env.get("ANJUKA_REPLICA_MAX_LAG"):
+            values["replica_max_lag"] = float(env["ANJUKA_REPLICA_MAX_LAG"])
         for name in ("sign_in_limit", "sign_in_address_limit", "lookup_limit"):
             if env.get(f"ANJUKA_{name.upper()}"):
                 values[name] = env[f"ANJUKA_{name.upper()}"]
@@ -93,11 +108,13 @@ class Config:
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the instance folder."""
         if self.database_url:
-            url = self.database_url
-            if url.startswith("postgresql://"):
-                url = "postgresql+psycopg://" + url[len("postgresql://") :]
-            return url
+            return _with_driver(self.database_url)
         return f"sqlite:///{self.instance_path / 'anjuka.sqlite3'}"
+
+    @property
+    def resolved_replica_url(self) -> str | None:
+        """The replica's URL with the driver named, or None without a replica."""
+        return _with_driver(self.replica_url) if self.replica_url else None
 
     @property
     def resolved_keys_file(self) -> Path:

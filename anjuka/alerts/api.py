@@ -13,6 +13,7 @@ from anjuka.areas.permissions import get_area_or_404
 from anjuka.core.db import db
 from anjuka.core.errors import NotFound
 from anjuka.core.pagination import paginate
+from anjuka.core.replica import reads_replica
 from anjuka.core.scope import scope_of
 from anjuka.core.security import Identity, require_identity, requires
 
@@ -54,6 +55,7 @@ def get_alert_or_404(alert_id: int, *, for_update: bool = False) -> Alert:
 @blp.response(200, AlertSchema(many=True))
 @blp.paginate()
 @requires(*READERS)
+@reads_replica
 def list_alerts(query: dict, pagination_parameters):
     """Alerts in the caller's areas, newest activity first.
 

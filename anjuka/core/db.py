@@ -17,6 +17,8 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
 from anjuka.config import Config
+from anjuka.core import replica
+from anjuka.core.replica import RoutingSession
 
 NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
@@ -35,7 +37,8 @@ class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
+# The session class routes a replicated view's plain reads (``anjuka.core.replica``).
+db = SQLAlchemy(model_class=Base, session_options={"class_": RoutingSession})
 
 if TYPE_CHECKING:
     # A type checker cannot take an instance's attribute (``db.Model``) for a
@@ -92,11 +95,12 @@ def _private_sqlite_file(config: Config) -> None:
 
 
 def init_app(app: Flask, config: Config) -> None:
-    """Bind the database and the migrations to ``app``."""
+    """Bind the database (and its replica, if any) and the migrations to ``app``."""
     _private_instance(config)
     if config.resolved_database_url.startswith("sqlite"):
         _private_sqlite_file(config)
     db.init_app(app)
+    replica.init_app(app, config)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _sqlite_serialised_writes(db.engine)

@@ -3,8 +3,9 @@
 Every request is logged once, when it is answered, by :func:`log_request`:
 its id (``X-Request-Id``, as the gate kept it), method, endpoint (the
 view's name, never the path, which may carry a card number), status and
-duration. Nothing of the body, the query string, the headers or the client
-address is logged. Other records written during a request carry its id too.
+duration, and for a view that may read the replica which backend
+answered (``reads``). Nothing of the body, the query string, the headers
+or the client address is logged. Other records written during a request carry its id too.
 
 The shipped ``gunicorn.conf.py`` formats every logger (the app's and
 gunicorn's own) with :class:`JsonFormatter` through :data:`LOGGING`.
@@ -20,7 +21,7 @@ from typing import Any
 from flask import g, has_request_context
 
 #: Fields a record may carry besides its message (``log.info(..., extra={...})``).
-FIELDS = ("request_id", "method", "endpoint", "status", "duration_ms")
+FIELDS = ("request_id", "method", "endpoint", "status", "duration_ms", "reads")
 
 request_log = logging.getLogger("anjuka.requests")
 
@@ -47,20 +48,21 @@ class JsonFormatter(logging.Formatter):
 
 
 def log_request(method: str, endpoint: str, status: int, seconds: float) -> None:
-    """The one line every answered request leaves."""
-    request_log.info(
-        "%s %s %s",
-        method,
-        endpoint,
-        status,
-        extra={
-            "request_id": g.get("request_id"),
-            "method": method,
-            "endpoint": endpoint,
-            "status": status,
-            "duration_ms": round(seconds * 1000, 3),
-        },
-    )
+    """The one line every answered request leaves.
+
+    A request of a lag-tolerant view read with a replica configured also
+    says which backend answered its reads (``reads``: replica or primary).
+    """
+    fields: dict[str, Any] = {
+        "request_id": g.get("request_id"),
+        "method": method,
+        "endpoint": endpoint,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 3),
+    }
+    if g.get("reads_from") is not None:
+        fields["reads"] = g.reads_from
+    request_log.info("%s %s %s", method, endpoint, status, extra=fields)
 
 
 #: ``logging.config.dictConfig`` settings: everything as JSON lines on stderr.

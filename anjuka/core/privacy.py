@@ -10,6 +10,7 @@ import marshmallow as ma
 from marshmallow import fields
 
 from anjuka.core.errors import Forbidden
+from anjuka.core.replica import read_primary
 from anjuka.core.security import Identity
 
 #: Roles that may see personal data in clear, on request and audited.
@@ -44,9 +45,15 @@ def mask_phone(phone: str | None) -> str | None:
 
 
 def check_reveal(identity: Identity, reveal: bool) -> bool:
-    """Whether to unmask; asking without the right is refused, not ignored."""
+    """Whether to unmask; asking without the right is refused, not ignored.
+
+    A reveal reads the primary, never a lagging replica: what is shown in
+    clear is what the audit event says was shown.
+    """
     if reveal and identity.role not in REVEAL_ROLES:
         raise Forbidden("Your role may not see personal data in clear.", code="reveal_not_allowed")
+    if reveal:
+        read_primary()
     return reveal
 
 

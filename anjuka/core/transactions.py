@@ -26,6 +26,11 @@ once, at its first try (:func:`is_retry`). What no retry can mend (the last
 try's conflict, a lost connection, a database that is down) is answered
 ``503 try_again`` with ``Retry-After`` (``anjuka.core.errors``).
 
+A view marked :func:`~anjuka.core.replica.reads_replica` reads a streaming
+replica when one is configured and serves; when the replica fails one of
+its reads, it is run again, once, on the primary, from a rolled-back
+session (``anjuka.core.replica``).
+
 CLI commands get the same with :func:`command_transaction`.
 """
 
@@ -43,6 +48,7 @@ import click
 from flask import Flask, g, message_flashed, session
 from sqlalchemy import exc as sa_exc
 
+from anjuka.core import replica
 from anjuka.core.db import db
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -133,19 +139,36 @@ def _discard_try() -> None:
 def committing(view: F) -> F:
     """``view`` with its writes committed when it returns (rolled back when it raises).
 
-    A view marked :func:`retry_conflicts` is tried again on a conflict.
+    A view marked :func:`retry_conflicts` is tried again on a conflict. A
+    view marked :func:`~anjuka.core.replica.reads_replica` reads the replica
+    when one serves, and is run again on the primary when the replica fails it.
     """
     tries = CONFLICT_TRIES if getattr(view, _RETRY_ATTR, False) else 1
+    lagging_reads = replica.wants_replica(view)
 
     @functools.wraps(view)
     def run(*args: Any, **kwargs: Any) -> Any:
         attempt = 1
+        on_replica = lagging_reads and replica.router() is not None
         while True:
             g.conflict_try = attempt
             g.pop("flashed_in_try", None)
+            if on_replica:
+                replica.begin_replica_reads()
             try:
-                result = view(*args, **kwargs)
+                try:
+                    result = view(*args, **kwargs)
+                except sa_exc.DBAPIError:
+                    if on_replica and replica.replica_failed():
+                        log.warning("the replica failed a read; reading the primary instead")
+                        _discard_try()
+                        replica.fall_back()
+                        on_replica = False  # once per request: the retry reads the primary
+                        continue
+                    raise
                 db.session.commit()
+                if lagging_reads:
+                    replica.count_reads()
                 return result
             except sa_exc.DBAPIError as exc:
                 if attempt >= tries or not is_conflict(exc):

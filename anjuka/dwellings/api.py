@@ -12,6 +12,7 @@ from anjuka.core.dumping import set_dump_context, tell_revealed
 from anjuka.core.errors import Forbidden, NotFound
 from anjuka.core.pagination import paginate
 from anjuka.core.privacy import RevealQuerySchema, check_reveal
+from anjuka.core.replica import reads_replica
 from anjuka.core.security import require_identity, requires
 from anjuka.dwellings import operations
 from anjuka.dwellings.models import Dwelling, DwellingStatus, Estate
@@ -82,6 +83,7 @@ def create_dwelling(body: dict):
 @blp.response(200, DwellingSchema(many=True))
 @blp.paginate()
 @requires(*READERS)
+@reads_replica
 def list_dwellings(query: dict, pagination_parameters):
     """Dwellings the caller may see, by area, estate or address."""
     reveal = check_reveal(require_identity(), query.pop("reveal"))
@@ -154,6 +156,7 @@ def create_estate(body: dict):
 @blp.response(200, EstateSchema(many=True))
 @blp.paginate()
 @requires(*READERS)
+@reads_replica
 def list_estates(pagination_parameters):
     """Estates the caller may see."""
     stmt = sa.select(Estate).where(estate_filter(require_identity())).order_by(Estate.id)

@@ -12,6 +12,7 @@ from anjuka.core.errors import NotFound
 from anjuka.core.idempotency import idempotent
 from anjuka.core.pagination import paginate
 from anjuka.core.privacy import RevealQuerySchema, check_reveal
+from anjuka.core.replica import reads_replica
 from anjuka.core.security import Identity, require_identity, requires
 from anjuka.core.transactions import retry_conflicts
 from anjuka.dwellings.models import Dwelling
@@ -162,6 +163,7 @@ def record_departure(body: dict, residence_id: int):
 @blp.response(200, ResidenceSchema(many=True))
 @blp.paginate()
 @requires(*READERS)
+@reads_replica
 def list_residents(query: dict, dwelling_id: int, pagination_parameters):
     """The current residents of a dwelling."""
     identity = require_identity()
@@ -223,6 +225,7 @@ def get_person(query: dict, person_id: int):
 @blp.response(200, ResidenceSchema(many=True))
 @blp.paginate()
 @requires(*READERS)
+@reads_replica
 def person_history(person_id: int, pagination_parameters):
     """A person's residence history, as far as the caller's scope reaches."""
     get_person_or_404(person_id)

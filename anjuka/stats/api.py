@@ -12,6 +12,7 @@ from anjuka.areas.models import Area
 from anjuka.areas.permissions import get_area_or_404, path_clause
 from anjuka.core.db import db
 from anjuka.core.errors import InvalidInput
+from anjuka.core.replica import reads_replica
 from anjuka.core.scope import scope_of
 from anjuka.core.security import Identity, require_identity, requires
 from anjuka.core.time import local_today
@@ -78,6 +79,7 @@ def areas_below(identity: Identity, area: Area | None) -> list[Area]:
 @blp.arguments(OccupancyQuerySchema, location="query")
 @blp.response(200, OccupancySchema)
 @requires("supervisor", "officer")
+@reads_replica
 def occupancy(query: dict):
     """Residents, capacity, arrivals, departures, over-capacity dwellings and open alerts.
 

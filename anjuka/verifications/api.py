@@ -13,6 +13,7 @@ from anjuka.areas.models import Area
 from anjuka.cards.models import Card
 from anjuka.core.db import db
 from anjuka.core.idempotency import idempotent
+from anjuka.core.replica import reads_replica
 from anjuka.core.scope import scope_of
 from anjuka.core.security import Identity, require_identity, requires
 from anjuka.core.transactions import retry_conflicts
@@ -165,6 +166,7 @@ def list_inspections(query: dict, pagination_parameters):
 @blp.arguments(BundleQuerySchema, location="query")
 @blp.response(200, BundleSchema)
 @requires(*PATROL)
+@reads_replica
 def offline_bundle(query: dict):
     """Public keys and revocations (all, or since a cursor), signed, with an expiry.
 

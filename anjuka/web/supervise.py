@@ -31,6 +31,7 @@ from anjuka.areas.permissions import get_area_or_404
 from anjuka.core.db import db
 from anjuka.core.errors import NotFound
 from anjuka.core.privacy import mask_name
+from anjuka.core.replica import reads_replica
 from anjuka.core.scope import scope_of
 from anjuka.core.security import Identity, require_identity, requires
 from anjuka.core.time import as_utc, local_today, registry_zone
@@ -318,6 +319,7 @@ def _alert_context() -> dict[str, Any]:
 
 @blp.route("/alerts")
 @requires(*SUPERVISORS)
+@reads_replica
 def supervise() -> tuple[str, int]:
     """The alerts inbox: the caller's areas' alerts, filtered by kind, status, severity, area."""
     identity = require_identity()
@@ -452,6 +454,7 @@ def _alerts_by_kind(identity: Identity, area: Area | None) -> dict[str, int]:
 
 @blp.route("/dashboard")
 @requires(*SUPERVISORS)
+@reads_replica
 def dashboard() -> tuple[str, int]:
     """Occupancy against capacity by area, arrivals and departures per day, open alerts by
     kind and the over-capacity dwellings: each chart a way into the list behind it."""
@@ -546,6 +549,7 @@ class DwellingLine:
 
 @blp.route("/dashboard/dwellings")
 @requires(*SUPERVISORS)
+@reads_replica
 def supervise_dwellings() -> tuple[str, int]:
     """An area's dwellings with their occupants against capacity (or only those over it)."""
     identity = require_identity()
@@ -597,6 +601,7 @@ def supervise_dwellings() -> tuple[str, int]:
 
 @blp.route("/dashboard/days/<day>")
 @requires(*SUPERVISORS)
+@reads_replica
 def supervise_day(day: str) -> tuple[str, int]:
     """The arrivals and departures of one day in an area (the day's columns on the chart)."""
     identity = require_identity()

@@ -1,7 +1,7 @@
 """PostgreSQL restarted under a stream of arrivals, the app served as shipped.
 
-A throwaway PostgreSQL cluster of the test's own (initdb on a free port, run
-as the ``postgres`` user) serves the app under gunicorn with the shipped
+A throwaway PostgreSQL cluster of the test's own (``tests/pg_cluster.py``:
+initdb on a free port, run as the ``postgres`` user) serves the app under gunicorn with the shipped
 ``gunicorn.conf.py``; a few threads send arrivals while the cluster is
 restarted (``pg_ctl restart -m fast``). Every arrival must have either
 committed (201, and in the database) or failed retryably (503 ``try_again``
@@ -14,10 +14,8 @@ fails.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -28,83 +26,20 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
-from served import free_port, gunicorn
+from pg_cluster import Cluster, primary_cluster
+from served import gunicorn
 
 from anjuka.persons.identity import resident_id_check_char
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ANJUKA = str(Path(sys.executable).with_name("anjuka"))
 PASSWORD = "restart correct horse"
 DESKS = 4
 
 
-def _as_postgres(*args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        ["runuser", "-u", "postgres", "--", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"{args[0]} failed: {done.stdout}{done.stderr}"
-    return done
-
-
-@dataclass
-class Cluster:
-    """A PostgreSQL cluster of this test's own."""
-
-    data: Path
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/anjuka"
-
-    def restart(self) -> None:
-        # -l again: without it the new server would write to (and hold) this test's pipe.
-        _as_postgres(
-            str(PG_BIN / "pg_ctl"),
-            *("-D", str(self.data), "-l", str(self.log), "-m", "fast", "-w", "restart"),
-        )
-
-
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
-    home = Path(tempfile.mkdtemp(prefix="anjuka-pg-"))
-    shutil.chown(home, "postgres")
-    port = free_port()
-    data, log = home / "data", home / "server.log"
-    _as_postgres(
-        str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"
-    )
-    _as_postgres(
-        str(PG_BIN / "pg_ctl"),
-        "-D",
-        str(data),
-        "-l",
-        str(log),
-        "-w",
-        "-o",
-        f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off",
-        "start",
-    )
-    try:
-        with psycopg.connect(
-            f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True
-        ) as conn:
-            conn.execute("CREATE DATABASE anjuka")
-        yield Cluster(data, port, log)
-    finally:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data)]
-            + ["-m", "immediate", "-w", "stop"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        shutil.rmtree(home, ignore_errors=True)
+    with primary_cluster() as made:
+        yield made
 
 
 def _id_numbers() -> Iterator[str]:

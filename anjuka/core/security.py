@@ -69,6 +69,11 @@ def requires_reader(view: Callable) -> Callable:
     return view
 
 
+def access_of(view: Callable | None) -> tuple | None:
+    """Who ``view`` is open to: ``("public",)``, ``("user", roles)``, ``("reader",)`` or None."""
+    return getattr(view, _ACCESS_ATTR, None)
+
+
 def register_token_resolver(prefix: str, resolver: TokenResolver) -> None:
     """Let a domain resolve bearer tokens that start with ``prefix``."""
     _token_resolvers[prefix] = resolver
@@ -193,8 +198,7 @@ def gate() -> None:
     g.request_id = request_id_for(request.headers.get("X-Request-Id"))
     if request.endpoint is None:
         return  # routing fails with 404/405 on its own
-    view = current_app.view_functions.get(request.endpoint)
-    access = getattr(view, _ACCESS_ATTR, None)
+    access = access_of(current_app.view_functions.get(request.endpoint))
     if request.endpoint in PUBLIC_ENDPOINTS:
         access = ("public",)
     if access is None:

@@ -33,6 +33,7 @@ from anjuka.auth.schemas import (
     UserSchema,
     UserUpdateSchema,
 )
+from anjuka.core.api import ErrorSchema
 from anjuka.core.db import db
 from anjuka.core.errors import NotFound
 from anjuka.core.limits import (
@@ -41,6 +42,7 @@ from anjuka.core.limits import (
     first_refusal,
     limiter,
     retry_after,
+    throttle,
     throttled,
 )
 from anjuka.core.pagination import paginate
@@ -49,6 +51,7 @@ from anjuka.core.security import current_token, public, require_identity, requir
 blp = Blueprint("auth", __name__, description="Sign-in and accounts")
 EVERYONE = ("supervisor", "manager", "officer", "auditor")
 SIGN_IN_REFUSED = "Too many failed sign-ins; try again later."
+WRONG_CREDENTIALS = "`invalid_credentials` (a wrong username or password) or `account_disabled`"
 
 
 # -- throttles -------------------------------------------------------------------------
@@ -89,19 +92,23 @@ def _address_locked(limit: RequestLimit) -> Response:
 
 
 # Shared by both ways of signing in, so a token and a session draw on one allowance.
-per_name_and_address = limiter.shared_limit(
-    configured("sign_in_limit"),
-    scope="sign-in-name",
-    key_func=_name_and_address,
-    deduct_when=_failed,
-    on_breach=_name_locked,
+per_name_and_address = throttle(
+    limiter.shared_limit(
+        configured("sign_in_limit"),
+        scope="sign-in-name",
+        key_func=_name_and_address,
+        deduct_when=_failed,
+        on_breach=_name_locked,
+    )
 )
-per_address = limiter.shared_limit(
-    configured("sign_in_address_limit"),
-    scope="sign-in-address",
-    key_func=client_address,
-    deduct_when=_failed,
-    on_breach=_address_locked,
+per_address = throttle(
+    limiter.shared_limit(
+        configured("sign_in_address_limit"),
+        scope="sign-in-address",
+        key_func=client_address,
+        deduct_when=_failed,
+        on_breach=_address_locked,
+    )
 )
 
 
@@ -118,12 +125,14 @@ def _password_guesses_refused(limit: RequestLimit) -> Response:
 
 
 # A stolen token must not become a way to guess the account's password.
-password_guesses = limiter.limit(
-    configured("sign_in_limit"),
-    scope="password-change",
-    key_func=_caller_key,
-    deduct_when=_wrong_password,
-    on_breach=_password_guesses_refused,
+password_guesses = throttle(
+    limiter.limit(
+        configured("sign_in_limit"),
+        scope="password-change",
+        key_func=_caller_key,
+        deduct_when=_wrong_password,
+        on_breach=_password_guesses_refused,
+    )
 )
 
 
@@ -135,6 +144,7 @@ password_guesses = limiter.limit(
 @per_address
 @blp.arguments(TokenRequestSchema)
 @blp.response(201, TokenSchema)
+@blp.alt_response(401, schema=ErrorSchema, description=WRONG_CREDENTIALS)
 @public
 def create_token(body: dict):
     """Exchange a username and password for a bearer token.
@@ -162,6 +172,7 @@ def revoke_current_token():
 @per_address
 @blp.arguments(TokenRequestSchema)
 @blp.response(201, SessionSchema)
+@blp.alt_response(401, schema=ErrorSchema, description=WRONG_CREDENTIALS)
 @public
 def create_session(body: dict):
     """Sign in a browser: a strict, HTTP-only session cookie instead of a bearer token.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -41,6 +42,28 @@ def client_address() -> str:
 limiter = Limiter(key_func=client_address)
 # A view tried again after a conflict (core/transactions.py) was counted at its first try.
 limiter.request_filter(is_retry)
+_THROTTLED_ATTR = "_anjuka_throttled"
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def throttle(limit: Callable[[View], View]) -> Callable[[View], View]:
+    """``limit`` (a Flask-Limiter decorator), marking the views it limits.
+
+    The API's document lists a 429 for the marked views (``anjuka/core/api.py``),
+    so every limit on an API view is wrapped in this.
+    """
+
+    def apply(view: View) -> View:
+        limited = limit(view)
+        setattr(limited, _THROTTLED_ATTR, True)
+        return limited
+
+    return apply
+
+
+def is_throttled(view: Callable | None) -> bool:
+    """Whether a limit of ``throttle`` guards ``view``."""
+    return bool(getattr(view, _THROTTLED_ATTR, False))
 
 
 def configured(name: str) -> Callable[[], str]:

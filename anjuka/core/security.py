@@ -69,6 +69,11 @@ def requires_reader(view: Callable) -> Callable:
     return view
 
 
+def access_of(view: Callable | None) -> tuple | None:
+    """Who ``view`` is open to: ``("public",)``, ``("user", roles)``, ``("reader",)`` or None."""
+    return getattr(view, _ACCESS_ATTR, None)
+
+
 def register_token_resolver(prefix: str, resolver: TokenResolver) -> None:
     """Let a domain resolve bearer tokens that start with ``prefix``."""
     _token_resolvers[prefix] = resolver
@@ -193,8 +198,7 @@ def gate() -> None:
     g.request_id = request_id_for(request.headers.get("X-Request-Id"))
     if request.endpoint is None:
         return  # routing fails with 404/405 on its own
-    view = current_app.view_functions.get(request.endpoint)
-    access = getattr(view, _ACCESS_ATTR, None)
+    access = access_of(current_app.view_functions.get(request.endpoint))
     if request.endpoint in PUBLIC_ENDPOINTS:
         access = ("public",)
     if access is None:
@@ -216,8 +220,26 @@ def gate() -> None:
     check_request_input()
 
 
+def digits_up_to(limit: int) -> str:
+    """A regular expression matching the decimal numbers from 0 to ``limit``, and no others."""
+    digits = str(limit)
+    choices = [rf"\d{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
+    for at, digit in enumerate(digits):
+        if digit != "0":
+            choices.append(rf"{digits[:at]}[0-{int(digit) - 1}]\d{{{len(digits) - at - 1}}}")
+    choices.append(digits)
+    return "(?:" + "|".join(choices) + ")"
+
+
 class _BoundedIntegerConverter(IntegerConverter):
-    """``<int:...>`` limited to the database's integer ids: larger numbers match nothing (404)."""
+    """``<int:...>`` limited to the database's integer ids: larger numbers match nothing (404).
+
+    The bound is in the pattern, not only in the conversion: a number the
+    pattern took but the conversion refused would leave the path matched
+    for the rule's other methods, and answer 405 instead of 404.
+    """
+
+    regex = digits_up_to(MAX_ID)
 
     def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("max", MAX_ID)

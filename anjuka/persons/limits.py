@@ -16,7 +16,7 @@ from flask import Response, request
 from flask_limiter import RequestLimit, RouteLimit
 
 from anjuka.core import signals
-from anjuka.core.limits import configured, limiter, throttled
+from anjuka.core.limits import configured, limiter, throttle, throttled
 from anjuka.core.security import require_identity
 
 
@@ -44,12 +44,14 @@ def _lookups_refused(limit: RequestLimit) -> Response:
     )
 
 
-document_lookups = limiter.shared_limit(
-    configured("lookup_limit"),
-    scope="document-lookup",
-    key_func=_caller_key,
-    exempt_when=_not_by_document,
-    on_breach=_lookups_refused,
+document_lookups = throttle(
+    limiter.shared_limit(
+        configured("lookup_limit"),
+        scope="document-lookup",
+        key_func=_caller_key,
+        exempt_when=_not_by_document,
+        on_breach=_lookups_refused,
+    )
 )
 
 

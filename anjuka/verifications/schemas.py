@@ -168,6 +168,9 @@ class BundleSchema(ma.Schema):
             " refuse a chip holding one"
         },
     )
+    timezone = fields.String(
+        metadata={"description": "the registry's calendar (IANA zone) for a card's dates"}
+    )
     signed_by = fields.Integer()
     signature = fields.String(metadata={"description": "Ed25519, base64 (docs/card-format.md)"})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from registry_helpers import assert_error_shape, today
 
 from anjuka.core.db import db
+from anjuka.core.security import digits_up_to
 
 
 def _row_counts() -> dict[str, int]:
@@ -417,3 +419,18 @@ def test_no_arrival_body_causes_a_server_error(client, setting, body):
     assert response.status_code < 500, (body, response.get_data(as_text=True))
     if response.status_code >= 400:
         assert_error_shape(response, response.status_code)
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "POST", "DELETE"])
+@pytest.mark.parametrize("user_id", [2**31, 3406973372745069])
+def test_an_id_beyond_32_bits_matches_no_route_in_any_method(client, setting, method, user_id):
+    """Not 405 for the route's other methods: the bound is in the route's pattern."""
+    response = client.open(f"/api/v1/users/{user_id}", method=method, headers=setting["headers"])
+    assert_error_shape(response, 404, "not_found")
+
+
+@given(limit=st.integers(0, 2**40), number=st.integers(0, 2**41))
+def test_the_id_pattern_matches_exactly_the_numbers_up_to_its_limit(limit, number):
+    pattern = re.compile(digits_up_to(limit))
+    assert bool(pattern.fullmatch(str(number))) is (number <= limit)
+    assert pattern.fullmatch(str(limit))

@@ -9,6 +9,7 @@ phone, and the landlord's.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,11 +20,12 @@ from pathlib import Path
 import pytest
 import requests
 from registry_helpers import ANJUKA_COMMAND, command_env, today
-from served import gunicorn
+from served import REPO, gunicorn
 from test_operations import sample
 
 from anjuka.persons.identity import resident_id_check_char
 
+GUNICORN_CONF = REPO / "gunicorn.conf.py"
 PASSWORD = "served operations password"
 CLIENT = "203.0.113.44"
 
@@ -136,6 +138,14 @@ def test_long_request_lines_get_the_error_shape_up_to_the_documented_limit(serve
     # Beyond gunicorn's largest limit: its own answer, the documented exception.
     too_long = requests.get(f"{served.url}/api/v1/dwellings?note={'x' * 8200}", timeout=30)
     assert too_long.status_code == 414
+    assert too_long.headers["Content-Type"].startswith("text/html")
+    # ... documented in the API's own document, with the limit the shipped config sets.
+    limit = re.search(r"^limit_request_line = (\d+)$", GUNICORN_CONF.read_text(), re.MULTILINE)
+    assert limit is not None
+    document = requests.get(f"{served.url}/api/v1/openapi.json", timeout=30).json()
+    described = " ".join(document["info"]["description"].split())
+    assert f"longer than {limit.group(1)} bytes is refused by gunicorn" in described
+    assert "`414` as `text/html`" in described
 
 
 def _number(serial: int) -> str:

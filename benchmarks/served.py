@@ -96,6 +96,7 @@ def load(
     counter = iter(range(10**9))
     start = threading.Barrier(clients + 1)
     remaining = [requests_total]
+    resent = [0]
 
     def take() -> int | None:
         with lock:
@@ -114,7 +115,14 @@ def load(
             start.wait()
             while (n := take()) is not None:
                 began = time.perf_counter()
-                response = session.post(url, json=body(n), timeout=60)
+                try:
+                    response = session.post(url, json=body(n), timeout=60)
+                except requests.ConnectionError:
+                    # A kept-alive connection the server closed while idle (gunicorn's
+                    # keepalive, past the warm-up): sent again on a new one, as a client would.
+                    with lock:
+                        resent[0] += 1
+                    response = session.post(url, json=body(n), timeout=60)
                 took = time.perf_counter() - began
                 with lock:
                     latencies.append(took)
@@ -140,4 +148,5 @@ def load(
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "clients": clients,
         "first_error": errors[0] if errors else None,
+        "resent": resent[0],
     }

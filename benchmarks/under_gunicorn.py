@@ -63,6 +63,8 @@ FROM capacity c
 LEFT JOIN (SELECT dwelling_id, count(*) AS n FROM residences
            WHERE departed_on IS NULL GROUP BY dwelling_id) o ON o.dwelling_id = c.id
 WHERE c.status = 'rentable' AND LEAST(c.area_limit, c.room_limit) > COALESCE(o.n, 0)
+  AND c.id IN (SELECT d.id FROM dwellings d JOIN areas a ON a.id = d.area_id
+               WHERE a.path LIKE %(subtree)s)
 ORDER BY c.id
 """
 )
@@ -105,8 +107,8 @@ def _id_number(n: int) -> str:
     return first17 + resident_id_check_char(first17)
 
 
-def _users(app: Flask) -> str:
-    """A supervisor and an officer over the whole city; their names' suffix."""
+def _users(app: Flask) -> tuple[str, str]:
+    """A supervisor and an officer over the whole city; their names' suffix, the city's path."""
     import sqlalchemy as sa
 
     from anjuka.areas.models import Area
@@ -121,8 +123,9 @@ def _users(app: Flask) -> str:
         create_user(f"bench-desk-{suffix}", "supervisor", PASSWORD, [f"area:{root.code}"])
         create_user(f"bench-patrol-{suffix}", "officer", PASSWORD, [f"area:{root.code}"])
         db.session.commit()
+        path = root.path
         db.session.remove()
-    return suffix
+    return suffix, path
 
 
 def _token(base: str, username: str) -> dict[str, str]:
@@ -179,7 +182,7 @@ def _environment(url: str, workdir: Path) -> dict[str, str]:
 
 def verification(app: Flask, url: str, workdir: Path, requests_total: int) -> dict:
     """Verification by card number under gunicorn, against the bare indexed query."""
-    suffix = _users(app)
+    suffix, _ = _users(app)
     numbers = _cards(url, min(2000, max(requests_total, 100)))
     rng = random.Random(7)
     picks = [rng.choice(numbers) for _ in range(requests_total + CLIENTS * 4)]
@@ -220,9 +223,9 @@ def arrivals(app: Flask, url: str, workdir: Path, requests_total: int) -> dict:
     """Arrivals from 16 clients under gunicorn, against a bare one-row insert; violations."""
     from anjuka.core.time import local_today
 
-    suffix = _users(app)
+    suffix, city = _users(app)
     with psycopg.connect(url) as conn:
-        room = conn.execute(ROOM_SQL).fetchall()
+        room = conn.execute(ROOM_SQL, {"subtree": f"{city}%"}).fetchall()
         after = conn.execute("SELECT COALESCE(max(id), 0) FROM residences").fetchone()[0]
         conn.execute(
             "CREATE TABLE IF NOT EXISTS bench_arrivals (id bigserial PRIMARY KEY,"

@@ -19,12 +19,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, selectinload
 
 from anjuka.alerts.models import LIVE_STATUSES, Alert
 from anjuka.alerts.operations import auto_resolve, merge_details, raise_alert
 from anjuka.areas.models import Area
-from anjuka.areas.operations import DEFAULT_POLICY, effective_policy
+from anjuka.areas.operations import DEFAULT_POLICY, effective_policies, effective_policy
 from anjuka.core.db import db
 from anjuka.dwellings.models import Dwelling, DwellingStatus
 from anjuka.dwellings.operations import (
@@ -103,6 +103,8 @@ def evaluate(
         ids = [d.id for d in batch]
         occupied = occupancies(ids)
         live = _live_alerts(ids)
+        # Every area's policy in one query for the batch, not one per area.
+        effective_policies({d.area_id: d.area for d in batch}.values(), cache=cache)
         for dwelling in batch:
             state = measure(dwelling, occupied[dwelling.id], cache)
             _apply(dwelling, state, live, trigger=trigger, raise_new=raise_new, repeat=repeat)
@@ -266,7 +268,10 @@ def evaluate_subtree(area: Area, *, trigger: str) -> int:
     for start in range(0, len(ordered), _BATCH):
         chunk = ordered[start : start + _BATCH]
         dwellings = db.session.scalars(
-            sa.select(Dwelling).where(Dwelling.id.in_(chunk)).order_by(Dwelling.id)
+            sa.select(Dwelling)
+            .where(Dwelling.id.in_(chunk))
+            .order_by(Dwelling.id)
+            .options(selectinload(Dwelling.area))
         ).all()
         evaluate(dwellings, trigger=trigger, repeat=False)
     return len(ordered)

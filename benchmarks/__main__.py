@@ -11,6 +11,11 @@ run:
   city's subtree), against one hand-written SQL aggregate;
 * statistics: the city's 30-day series (``anjuka.stats``), against the same
   figures in one hand-written SQL statement over the residences;
+* dashboard: the supervisor dashboard's queries over the city (its series
+  and each district's figures, the live alerts per kind), against the same
+  aggregates in hand-written SQL over the registry's tables;
+* verification and arrivals under gunicorn (the shipped settings), against
+  bare Flask endpoints on the same settings (benchmarks/under_gunicorn.py);
 * statements per request: arrival, departure, dwelling page, card issue,
   verification and the list endpoints (tests/perf/sqlcount.py);
 * import peak memory at two file sizes (``S / 10`` and ``S``), each import in
@@ -39,6 +44,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import psycopg
+
+from benchmarks import under_gunicorn
+from benchmarks.dashboard import dashboard
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("ANJUKA_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -253,6 +261,13 @@ GROUP BY day ORDER BY day
 
 
 def reconciliation(url: str) -> dict:
+    """The reconciliation of the whole city against the aggregate, median of 3 each.
+
+    ``first``: with no occupancy alert live (as imported), every alert
+    raised, rolled back after each run. ``app``: the steady state a policy
+    change meets, the alerts of the first pass committed and the
+    reconciliation run again (it raises nothing new and writes nothing).
+    """
     import sqlalchemy as sa
 
     from anjuka.alerts.models import LIVE_STATUSES, Alert
@@ -262,7 +277,7 @@ def reconciliation(url: str) -> dict:
 
     found: dict = {}
 
-    def app_side() -> None:
+    def app_side(keep: bool = False) -> None:
         root = db.session.scalar(sa.select(Area).where(Area.parent_id.is_(None)))
         found["dwellings"] = evaluate_subtree(root, trigger="reconcile")
         db.session.flush()
@@ -271,14 +286,20 @@ def reconciliation(url: str) -> dict:
             .select_from(Alert)
             .where(Alert.kind.in_(OCCUPANCY_KINDS), Alert.status.in_(LIVE_STATUSES))
         )
-        db.session.rollback()
+        if keep:
+            db.session.commit()
+        else:
+            db.session.rollback()
         db.session.expunge_all()
 
     def by_hand() -> None:
         with psycopg.connect(url) as conn:
             found["sql"] = list(conn.execute(RECONCILE_SQL).fetchone())
 
-    return {"app": timed(app_side), "reference": timed(by_hand), **found}
+    first = timed(app_side)
+    found["first_candidates"] = found["dwellings"]
+    app_side(keep=True)
+    return {"first": first, "app": timed(app_side), "reference": timed(by_hand), **found}
 
 
 def stats_query(url: str) -> dict:
@@ -355,7 +376,7 @@ def row(name: str, value: str, ratio: float | None, target: str, ok: bool | None
     }
 
 
-def measure(scale: float, seed: int, admin_url: str) -> dict:
+def measure(scale: float, seed: int, admin_url: str, served_requests: int = 300) -> dict:
     from anjuka.core.db import db
 
     workdir = Path(tempfile.mkdtemp(prefix="anjuka-bench-"))
@@ -373,7 +394,15 @@ def measure(scale: float, seed: int, admin_url: str) -> dict:
         with app.app_context():
             reconciled = reconciliation(url)
             stats = stats_query(url)
+            db.session.remove()
+        shown = dashboard(app, url, timed, STATS_SQL)
+        with app.app_context():
             counts = statement_counts(app)
+            db.session.remove()
+            db.engine.dispose()
+        verified = under_gunicorn.verification(app, url, workdir, served_requests)
+        arrived = under_gunicorn.arrivals(app, url, workdir, served_requests)
+        with app.app_context():
             db.session.remove()
             db.engine.dispose()
         about = machine(url)
@@ -394,11 +423,19 @@ def measure(scale: float, seed: int, admin_url: str) -> dict:
         row(
             "reconciliation vs SQL aggregate",
             f"{reconciled['app'] * 1000:,.0f} ms vs {reconciled['reference'] * 1000:,.1f} ms"
-            f" ({reconciled['dwellings']:,} dwellings; {reconciled['alerts']} alerts,"
+            f" ({reconciled['dwellings']:,} candidates; {reconciled['alerts']} alerts,"
             f" SQL {sum(reconciled['sql'])})",
             reconciled["app"] / reconciled["reference"],
             "≤ 2",
             reconciled["app"] / reconciled["reference"] <= 2,
+        ),
+        row(
+            "reconciliation, first pass (raises every alert) vs SQL aggregate",
+            f"{reconciled['first'] * 1000:,.0f} ms vs {reconciled['reference'] * 1000:,.1f} ms"
+            f" ({reconciled['first_candidates']:,} candidates)",
+            reconciled["first"] / reconciled["reference"],
+            "—",
+            None,
         ),
         row(
             "statistics (30 days) vs SQL",
@@ -408,6 +445,16 @@ def measure(scale: float, seed: int, admin_url: str) -> dict:
             "≤ 2",
             stats["app"] / stats["reference"] <= 2,
         ),
+        row(
+            "dashboard queries vs SQL",
+            f"{shown['app'] * 1000:,.1f} ms vs {shown['reference'] * 1000:,.1f} ms"
+            f" ({shown['districts']} districts, {shown['residents']:,} residents;"
+            f" SQL {shown['sql_districts']}, {shown['sql_residents']:,})",
+            shown["app"] / shown["reference"],
+            "≤ 2",
+            shown["app"] / shown["reference"] <= 2,
+        ),
+        *served_rows(verified, arrived),
         row(
             "import peak memory, S vs S/10",
             f"{imported['peak_growth'] / 2**20:,.1f} MiB vs {small['peak_growth'] / 2**20:,.1f} MiB"
@@ -448,8 +495,55 @@ def measure(scale: float, seed: int, admin_url: str) -> dict:
         "copy": copied,
         "reconciliation": reconciled,
         "statistics": stats,
+        "dashboard": shown,
+        "verification": verified,
+        "arrivals": arrived,
         "statements": counts,
     }
+
+
+def served_rows(verified: dict, arrived: dict) -> list[dict]:
+    """The rows of verification and arrivals under gunicorn."""
+    app, bare = verified["app"], verified["reference"]
+    throughput = app["rate"] / bare["rate"]
+    tail = app["p99_ms"] / bare["p99_ms"]
+    clients = f"{app['clients']} clients, {app['requests']} requests each side"
+    ins, ref = arrived["app"], arrived["reference"]
+    arrival_ratio = ins["rate"] / ref["rate"]
+    return [
+        row(
+            "verification throughput vs bare endpoint (gunicorn)",
+            f"{app['rate']:,.0f}/s vs {bare['rate']:,.0f}/s ({clients};"
+            f" app {app['statuses']}, bare {bare['statuses']})",
+            throughput,
+            "≥ 0.5",
+            throughput >= 0.5,
+        ),
+        row(
+            "verification p99 vs bare endpoint (gunicorn)",
+            f"{app['p99_ms']:,.1f} ms vs {bare['p99_ms']:,.1f} ms"
+            f" (median {app['median_ms']:,.1f} vs {bare['median_ms']:,.1f} ms)",
+            tail,
+            "≤ 2",
+            tail <= 2,
+        ),
+        row(
+            "arrivals from 16 clients vs bare insert (gunicorn, PostgreSQL)",
+            f"{ins['rate']:,.0f}/s vs {ref['rate']:,.0f}/s ({ins['requests']} requests each side;"
+            f" app {ins['statuses']}; p99 {ins['p99_ms']:,.0f} vs {ref['p99_ms']:,.0f} ms)",
+            arrival_ratio,
+            "≥ 0.3",
+            arrival_ratio >= 0.3,
+        ),
+        row(
+            "capacity violations after the arrivals",
+            f"{arrived['violations']} of the dwellings that took the"
+            f" {arrived['registered']:,} arrivals",
+            None,
+            "0",
+            arrived["violations"] == 0,
+        ),
+    ]
 
 
 def table(result: dict) -> str:
@@ -471,13 +565,19 @@ def main(argv: list[str] | None = None) -> int:
         "--json", type=Path, default=Path("benchmark-results.json"), help="where to write results"
     )
     parser.add_argument("--pg-url", default=PG_ADMIN_URL, help="server (ANJUKA_BENCH_PG_URL)")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=300,
+        help="requests per side for verification and arrivals under gunicorn (default 300)",
+    )
     parser.add_argument("--import-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.import_child:
         url, city, workdir = args.import_child
         print(json.dumps(import_child(url, Path(city), Path(workdir))))
         return 0
-    result = measure(args.scale, args.seed, args.pg_url)
+    result = measure(args.scale, args.seed, args.pg_url, args.requests)
     print(f"anjuka benchmark, scale {args.scale}, seed {args.seed}, {result['seconds']} s")
     print(table(result))
     args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False))

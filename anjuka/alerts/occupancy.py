@@ -19,11 +19,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased, selectinload
 
 from anjuka.alerts.models import LIVE_STATUSES, Alert
-from anjuka.alerts.operations import auto_resolve, raise_alert
+from anjuka.alerts.operations import auto_resolve, merge_details, raise_alert
 from anjuka.areas.models import Area
-from anjuka.areas.operations import effective_policy
+from anjuka.areas.operations import DEFAULT_POLICY, effective_policies, effective_policy
 from anjuka.core.db import db
 from anjuka.dwellings.models import Dwelling, DwellingStatus
 from anjuka.dwellings.operations import (
@@ -85,11 +86,15 @@ def _live_alerts(dwelling_ids: list[int]) -> dict[tuple[str, int], Alert]:
     return {(a.kind, int(a.subject_id)): a for a in alerts}
 
 
-def evaluate(dwellings: Iterable[Dwelling], *, trigger: str, raise_new: bool = True) -> None:
+def evaluate(
+    dwellings: Iterable[Dwelling], *, trigger: str, raise_new: bool = True, repeat: bool = True
+) -> None:
     """Raise or resolve the occupancy alerts of ``dwellings`` after ``trigger``.
 
     With ``raise_new`` false (a departure) alerts are only resolved: one
-    fewer resident never makes a dwelling more crowded.
+    fewer resident never makes a dwelling more crowded. With ``repeat`` false
+    (a reconciliation) an alert already live is not raised again: its count
+    and last sighting stay, only its facts are brought up to date.
     """
     dwellings = list(dwellings)
     cache: dict = {}
@@ -98,9 +103,11 @@ def evaluate(dwellings: Iterable[Dwelling], *, trigger: str, raise_new: bool = T
         ids = [d.id for d in batch]
         occupied = occupancies(ids)
         live = _live_alerts(ids)
+        # Every area's policy in one query for the batch, not one per area.
+        effective_policies({d.area_id: d.area for d in batch}.values(), cache=cache)
         for dwelling in batch:
             state = measure(dwelling, occupied[dwelling.id], cache)
-            _apply(dwelling, state, live, trigger=trigger, raise_new=raise_new)
+            _apply(dwelling, state, live, trigger=trigger, raise_new=raise_new, repeat=repeat)
 
 
 def _apply(
@@ -110,13 +117,16 @@ def _apply(
     *,
     trigger: str,
     raise_new: bool,
+    repeat: bool = True,
 ) -> None:
     illegal = dwelling.status == DwellingStatus.ILLEGAL and state.occupants > 0
     over = dwelling.status != DwellingStatus.ILLEGAL and state.over
     details = {**state.as_details(), "status": dwelling.status, "trigger": trigger}
 
     occupied = live.get(("illegal_dwelling_occupied", dwelling.id))
-    if illegal and raise_new:
+    if illegal and occupied is not None and not repeat:
+        _bring_up_to_date(occupied, dwelling, details)
+    elif illegal and raise_new:
         raise_alert(
             "illegal_dwelling_occupied",
             "dwelling",
@@ -133,7 +143,9 @@ def _apply(
         auto_resolve(occupied, why)
 
     crowded = live.get(("over_occupancy", dwelling.id))
-    if over and raise_new:
+    if over and crowded is not None and not repeat:
+        _bring_up_to_date(crowded, dwelling, {**details, "causes": ["capacity"]})
+    elif over and raise_new:
         raise_alert(
             "over_occupancy",
             "dwelling",
@@ -153,36 +165,115 @@ def _apply(
             )
 
 
-def evaluate_subtree(area: Area, *, trigger: str) -> int:
-    """Re-evaluate every dwelling below ``area`` that has residents or a live alert.
+def _bring_up_to_date(alert: Alert, dwelling: Dwelling, details: dict) -> None:
+    """A live alert whose cause stands: its facts as now, written only if they changed.
 
-    Dwellings with neither cannot be over capacity and have nothing to
-    resolve, so a policy change reads only the occupied part of the subtree.
+    The trigger stays the one that raised it, so a reconciliation that finds
+    nothing new writes nothing.
+    """
+    facts = {k: v for k, v in details.items() if k != "trigger"}
+    merged = merge_details(alert.details or {}, facts)
+    if merged != alert.details:
+        alert.details = merged
+    if alert.area_id != dwelling.area_id:
+        alert.area_id = dwelling.area_id
+
+
+def _policies() -> sa.CTE:
+    """Each area's inherited capacity policy (area basis, m² per person, persons per room)."""
+    roots = sa.select(
+        Area.id.label("area_id"),
+        Area.min_area_per_person_m2.label("per_person"),
+        Area.area_basis.label("basis"),
+        Area.max_persons_per_room.label("per_room"),
+    ).where(Area.parent_id.is_(None))
+    tree = roots.cte("policy", recursive=True)
+    child = aliased(Area)
+    return tree.union_all(
+        sa.select(
+            child.id,
+            sa.func.coalesce(child.min_area_per_person_m2, tree.c.per_person),
+            sa.func.coalesce(child.area_basis, tree.c.basis),
+            sa.func.coalesce(child.max_persons_per_room, tree.c.per_room),
+        ).join(tree, child.parent_id == tree.c.area_id)
+    )
+
+
+def candidates(area: Area) -> list[int]:
+    """The dwellings below ``area`` that the capacity rule may flag, or that hold a live alert.
+
+    One statement. A dwelling is a candidate when it holds anyone and may
+    hold no one (illegal, not for rent), or when its current residents
+    exceed the smaller of its area and room limits under the inherited
+    policy. Every resident is counted: leaving out minors and the family
+    exception only lowers the count, so the Python rule (``measure``) decides
+    among the candidates and no over-capacity dwelling is missed. The area
+    limit is compared as ``residents × m² per person > area`` rather than
+    floored, which is the same for whole numbers of residents. PostgreSQL's
+    numeric is exact; on SQLite (floating point) the measures are in
+    hundredths of a m², so a product over its area is over by at least 0.01,
+    far beyond rounding.
     """
     in_subtree = sa.select(Area.id).where(Area.path.startswith(area.path, autoescape=True))
+    policy = _policies()
     occupied = (
-        sa.select(Residence.dwelling_id)
-        .join(Dwelling, Residence.dwelling_id == Dwelling.id)
-        .where(Residence.departed_on.is_(None), Dwelling.area_id.in_(in_subtree))
-        .distinct()
+        sa.select(Residence.dwelling_id, sa.func.count().label("residents"))
+        .where(Residence.departed_on.is_(None))
+        .group_by(Residence.dwelling_id)
+        .subquery("occupied")
     )
-    ids = set(db.session.scalars(occupied))
-    alerted = db.session.scalars(
-        sa.select(Alert.subject_id).where(
-            Alert.kind.in_(OCCUPANCY_KINDS),
-            Alert.subject_type == "dwelling",
-            Alert.status.in_(LIVE_STATUSES),
-            Alert.area_id.in_(in_subtree),
+    per_person = sa.func.coalesce(policy.c.per_person, DEFAULT_POLICY["min_area_per_person_m2"])
+    per_room = sa.func.coalesce(policy.c.per_room, DEFAULT_POLICY["max_persons_per_room"])
+    basis = sa.func.coalesce(policy.c.basis, DEFAULT_POLICY["area_basis"])
+    measured = sa.case(
+        (basis == "building", sa.func.coalesce(Dwelling.building_area_m2, Dwelling.usable_area_m2)),
+        else_=sa.func.coalesce(Dwelling.usable_area_m2, Dwelling.building_area_m2),
+    )
+    residents = occupied.c.residents
+    crowded = (
+        sa.select(Dwelling.id)
+        .join(occupied, occupied.c.dwelling_id == Dwelling.id)
+        .join(policy, policy.c.area_id == Dwelling.area_id)
+        .where(
+            Dwelling.area_id.in_(in_subtree),
+            sa.or_(
+                Dwelling.status != DwellingStatus.RENTABLE,
+                residents > Dwelling.rooms * per_room,
+                residents * per_person > sa.func.coalesce(measured, 0),
+            ),
         )
     )
-    ids.update(int(i) for i in alerted)
-    ordered = sorted(ids)
+    alerted = sa.select(Alert.subject_id).where(
+        Alert.kind.in_(OCCUPANCY_KINDS),
+        Alert.subject_type == "dwelling",
+        Alert.status.in_(LIVE_STATUSES),
+        Alert.area_id.in_(in_subtree),
+    )
+    ids = set(db.session.scalars(crowded))
+    ids.update(int(i) for i in db.session.scalars(alerted))
+    return sorted(ids)
+
+
+def evaluate_subtree(area: Area, *, trigger: str) -> int:
+    """Reconcile the occupancy alerts of every dwelling below ``area``; how many were examined.
+
+    One SQL statement finds the candidates (``candidates``): the dwellings
+    that may be over capacity and those with a live alert. Only they are
+    loaded and measured by the desk's rule, and an alert is raised for a
+    candidate over capacity without one and resolved for one whose cause is
+    gone; a live alert whose cause stands is not raised again
+    (docs/alerts.md, "Reconciliation").
+    """
+    ordered = candidates(area)
     for start in range(0, len(ordered), _BATCH):
         chunk = ordered[start : start + _BATCH]
         dwellings = db.session.scalars(
-            sa.select(Dwelling).where(Dwelling.id.in_(chunk)).order_by(Dwelling.id)
+            sa.select(Dwelling)
+            .where(Dwelling.id.in_(chunk))
+            .order_by(Dwelling.id)
+            .options(selectinload(Dwelling.area))
         ).all()
-        evaluate(dwellings, trigger=trigger)
+        evaluate(dwellings, trigger=trigger, repeat=False)
     return len(ordered)
 
 

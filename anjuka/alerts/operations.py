@@ -35,7 +35,7 @@ class Raised:
     created: bool
 
 
-def _merge_details(old: dict, new: dict) -> dict:
+def merge_details(old: dict, new: dict) -> dict:
     """Later facts win, except ``causes``, which accumulate."""
     merged = {**old, **new}
     if "causes" in old or "causes" in new:
@@ -93,7 +93,7 @@ def raise_alert(
     alert = db.session.get_one(Alert, alert_id, populate_existing=True)
     created = count == 1
     if not created:
-        alert.details = _merge_details(alert.details or {}, details)
+        alert.details = merge_details(alert.details or {}, details)
         db.session.flush()
     else:
         signals.alert_raised.send(alert)

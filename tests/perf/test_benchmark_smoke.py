@@ -15,12 +15,22 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_benchmark_runs_and_writes_every_row(tmp_path):
     out = tmp_path / "results.json"
     done = subprocess.run(  # noqa: S603 (this interpreter, the repository's module)
-        [sys.executable, "-m", "benchmarks", "--scale", "0.0002", "--json", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--scale",
+            "0.0002",
+            "--requests",
+            "20",
+            "--json",
+            str(out),
+        ],
         cwd=REPO,
         env={"ANJUKA_BENCH_PG_URL": PG_ADMIN_URL, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -30,16 +40,44 @@ def test_the_benchmark_runs_and_writes_every_row(tmp_path):
         "reconciliation vs SQL aggregate",
         "statistics (30 days) vs SQL",
         "import peak memory, S vs S/10",
+        "dashboard queries vs SQL",
+        "verification throughput vs bare endpoint (gunicorn)",
+        "verification p99 vs bare endpoint (gunicorn)",
+        "arrivals from 16 clients vs bare insert (gunicorn, PostgreSQL)",
+        "capacity violations after the arrivals",
         "statements: arrival",
         "statements: dwelling list growth",
     ):
         assert name in rows, sorted(rows)
         assert rows[name]["result"] in {"pass", "MISS"}
         assert rows[name]["measured"]
-    for name in ("import rate vs raw COPY", "reconciliation vs SQL aggregate"):
+    for name in (
+        "import rate vs raw COPY",
+        "reconciliation vs SQL aggregate",
+        "dashboard queries vs SQL",
+        "verification throughput vs bare endpoint (gunicorn)",
+        "verification p99 vs bare endpoint (gunicorn)",
+        "arrivals from 16 clients vs bare insert (gunicorn, PostgreSQL)",
+    ):
         assert rows[name]["ratio"] > 0
     assert result["statements"]["dwelling list growth"] == 0
     # The reconciliation and the hand-written aggregate find the same dwellings.
     assert result["reconciliation"]["alerts"] == sum(result["reconciliation"]["sql"])
     assert result["statistics"]["residents"] == result["statistics"]["sql_residents"]
+    # The dashboard's figures and the hand-written ones agree.
+    dashboard = result["dashboard"]
+    assert dashboard["residents"] == dashboard["district_residents"] == dashboard["sql_residents"]
+    assert dashboard["districts"] == dashboard["sql_districts"]
+    # Both sides of the served rows answered every request, and answered right.
+    for served in ("verification", "arrivals"):
+        for side in ("app", "reference"):
+            measured = result[served][side]
+            assert measured["requests"] == 20, (served, side, measured)
+            assert set(measured["statuses"]) <= {"200", "201"}, (served, side, measured)
+    assert result["verification"]["app_result"] == "valid"
+    assert result["verification"]["reference_result"] == "valid"
+    # Every arrival was registered, and none overfilled a dwelling.
+    assert result["arrivals"]["registered"] >= 20
+    assert result["arrivals"]["violations"] == 0
+    assert rows["capacity violations after the arrivals"]["result"] == "pass"
     assert "| import rate vs raw COPY |" in done.stdout

@@ -48,8 +48,8 @@ sys.path.insert(0, str(REPO))
 
 from anjuka import create_app  # noqa: E402
 from anjuka.config import Config  # noqa: E402
-from anjuka.core.time import local_today  # noqa: E402
 from anjuka.core.db import db  # noqa: E402
+from anjuka.core.time import local_today  # noqa: E402
 
 PASSWORD = "benchmark password"  # noqa: S105 (a throw-away database)
 REGIONS = ["341202", "411502", "361102", "520502", "511302", "430502"]

@@ -32,7 +32,7 @@ import marshmallow as ma
 import sqlalchemy as sa
 
 from anjuka.areas.models import Area
-from anjuka.areas.operations import Policy, effective_policy
+from anjuka.areas.operations import Policy, effective_policies
 from anjuka.areas.schemas import AreaCreateSchema
 from anjuka.audit import operations as audit
 from anjuka.core.db import db
@@ -127,6 +127,56 @@ def _schema_load(schema: ma.Schema, data: dict[str, Any]) -> dict[str, Any]:
             inner, texts = next(iter(problems.items()))
             name, message = f"{name}.{inner}", texts[0]
         raise RowRefused("validation_error", str(message), str(name)) from None
+
+
+class _Loader:
+    """An API schema's load, without its per-load machinery, for the rows that pass.
+
+    Each field deserialises its cell as ``schema.load`` would have it do (a
+    text cell of a ``String`` field is kept as it is once the field's own
+    validators accept it); a row that any field refuses, or that lacks a
+    field that is required or has a default, goes through ``schema.load`` itself,
+    so the rows refused and their messages are the schema's own. Only for
+    schemas without hooks or renamed fields, which this would skip.
+    """
+
+    def __init__(self, schema: ma.Schema) -> None:
+        hooks = any(schema._hooks.values())  # noqa: SLF001 - a hook would be skipped
+        renamed = any(f.data_key or f.attribute for f in schema.fields.values())
+        if hooks or renamed:
+            raise ValueError(f"{type(schema).__name__} has hooks or renamed fields")
+        self.schema = schema
+        self.names = set(schema.fields)
+        #: Fields a row may leave out: absent from the load's result too.
+        self.omissible = {
+            name
+            for name, f in schema.fields.items()
+            if not f.required and f.load_default is ma.missing
+        }
+        self.text = {
+            name: tuple(f.validators)
+            for name, f in schema.fields.items()
+            if type(f) is ma.fields.String
+        }
+
+    def load(self, data: dict[str, Any]) -> dict[str, Any]:
+        given = data.keys()
+        if not given <= self.names or not self.names - given <= self.omissible:
+            return _schema_load(self.schema, data)
+        loaded: dict[str, Any] = {}
+        fields = self.schema.fields
+        try:
+            for name, value in data.items():
+                validators = self.text.get(name)
+                if validators is not None and isinstance(value, str):
+                    for validator in validators:
+                        validator(value)
+                    loaded[name] = value
+                else:
+                    loaded[name] = fields[name].deserialize(value, name, data)
+        except ma.ValidationError:
+            return _schema_load(self.schema, data)
+        return loaded
 
 
 def _number(value: str | None, name: str, kind: type = int) -> Any:
@@ -359,7 +409,7 @@ class _Dwellings(_Kind):
 
     def __init__(self) -> None:
         super().__init__()
-        self.schema = DwellingCreateSchema()
+        self.schema = _Loader(DwellingCreateSchema())
 
     def load(self, rows: list[Row]) -> tuple[int, list[Refusal]]:
         refusals: list[Refusal] = []
@@ -381,8 +431,7 @@ class _Dwellings(_Kind):
             try:
                 _required(row, self.kind)
                 cells = row.cells
-                loaded = _schema_load(
-                    self.schema,
+                loaded = self.schema.load(
                     {
                         "area_code": cells["area_code"],
                         "address": cells["address"],
@@ -523,8 +572,10 @@ class _Residents(_Kind):
 
     def __init__(self) -> None:
         super().__init__()
-        self.schema = PersonInputSchema()
-        self.policies: dict = {}
+        self.schema = _Loader(PersonInputSchema())
+        self.policies: dict[int, Policy] = {}
+        #: Deadlines by arrival day and working days allowed (a few thousand at most).
+        self.deadlines: dict[tuple[date, int], date] = {}
         #: The dwellings found over capacity (their alerts are raised at the end).
         self.crowded: set[int] = set()
 
@@ -540,6 +591,13 @@ class _Residents(_Kind):
             )
             if d.address_code is not None
         }
+        # The policies by area id: no lazy load of a dwelling's area per row.
+        missing = {d.area_id for d in dwellings.values()} - set(self.policies)
+        if missing:
+            effective_policies(
+                db.session.scalars(sa.select(Area).where(Area.id.in_(missing))),
+                cache=self.policies,
+            )
         judged: list[_Judged] = []
         for row in rows:
             try:
@@ -573,8 +631,7 @@ class _Residents(_Kind):
     def _judge(self, row: Row, dwellings: dict[str, Dwelling], today: date) -> _Judged:
         _required(row, self.kind)
         cells = row.cells
-        person = _schema_load(
-            self.schema,
+        person = self.schema.load(
             {
                 "document_type": cells["document_type"],
                 "document_number": cells["document_number"],
@@ -624,7 +681,7 @@ class _Residents(_Kind):
     def _count(self, item: _Judged, counted: dict[int, Occupancy]) -> None:
         """Count a current resident in; beyond capacity, admitted as found (see the module)."""
         dwelling = item.dwelling
-        policy: Policy = effective_policy(dwelling.area, cache=self.policies)
+        policy: Policy = self.policies[dwelling.area_id]
         capacity = compute_capacity(dwelling, policy)
         occupancy = counted.get(dwelling.id, Occupancy())
         counts = policy.minors_count or not item.minor
@@ -721,7 +778,12 @@ class _Residents(_Kind):
         )
         rows = []
         for item in taken:
-            policy = effective_policy(item.dwelling.area, cache=self.policies)
+            days = self.policies[item.dwelling.area_id].registration_deadline_days
+            deadline = self.deadlines.get((item.arrived_on, days))
+            if deadline is None:
+                deadline = self.deadlines[(item.arrived_on, days)] = add_working_days(
+                    item.arrived_on, days
+                )
             rows.append(
                 (
                     persons[item.index],
@@ -729,7 +791,7 @@ class _Residents(_Kind):
                     item.arrived_on,
                     item.departed_on,
                     now,
-                    add_working_days(item.arrived_on, policy.registration_deadline_days),
+                    deadline,
                     False,
                     item.minor,
                     item.override,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import abc
 import getpass
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -32,7 +32,7 @@ import marshmallow as ma
 import sqlalchemy as sa
 
 from anjuka.areas.models import Area
-from anjuka.areas.operations import Policy, effective_policy
+from anjuka.areas.operations import Policy, effective_policies
 from anjuka.areas.schemas import AreaCreateSchema
 from anjuka.audit import operations as audit
 from anjuka.core.db import db
@@ -129,6 +129,56 @@ def _schema_load(schema: ma.Schema, data: dict[str, Any]) -> dict[str, Any]:
         raise RowRefused("validation_error", str(message), str(name)) from None
 
 
+class _Loader:
+    """An API schema's load, without its per-load machinery, for the rows that pass.
+
+    Each field deserialises its cell as ``schema.load`` would have it do (a
+    text cell of a ``String`` field is kept as it is once the field's own
+    validators accept it); a row that any field refuses, or that lacks a
+    field that is required or has a default, goes through ``schema.load`` itself,
+    so the rows refused and their messages are the schema's own. Only for
+    schemas without hooks or renamed fields, which this would skip.
+    """
+
+    def __init__(self, schema: ma.Schema) -> None:
+        hooks = any(schema._hooks.values())  # noqa: SLF001 - a hook would be skipped
+        renamed = any(f.data_key or f.attribute for f in schema.fields.values())
+        if hooks or renamed:
+            raise ValueError(f"{type(schema).__name__} has hooks or renamed fields")
+        self.schema = schema
+        self.names = set(schema.fields)
+        #: Fields a row may leave out: absent from the load's result too.
+        self.omissible = {
+            name
+            for name, f in schema.fields.items()
+            if not f.required and f.load_default is ma.missing
+        }
+        self.text = {
+            name: tuple(f.validators)
+            for name, f in schema.fields.items()
+            if type(f) is ma.fields.String
+        }
+
+    def load(self, data: dict[str, Any]) -> dict[str, Any]:
+        given = data.keys()
+        if not given <= self.names or not self.names - given <= self.omissible:
+            return _schema_load(self.schema, data)
+        loaded: dict[str, Any] = {}
+        fields = self.schema.fields
+        try:
+            for name, value in data.items():
+                validators = self.text.get(name)
+                if validators is not None and isinstance(value, str):
+                    for validator in validators:
+                        validator(value)
+                    loaded[name] = value
+                else:
+                    loaded[name] = fields[name].deserialize(value, name, data)
+        except ma.ValidationError:
+            return _schema_load(self.schema, data)
+        return loaded
+
+
 def _number(value: str | None, name: str, kind: type = int) -> Any:
     if value is None:
         return None
@@ -165,8 +215,37 @@ def _day(value: str | None, name: str) -> date | None:
         raise RowRefused("validation_error", f"{name} is not a date (YYYY-MM-DD).", name) from None
 
 
+def _on_postgresql() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _next_ids(table: str, count: int) -> list[int]:
+    """``count`` new ids from ``table``'s sequence, in one statement (PostgreSQL)."""
+    return list(
+        db.session.scalars(
+            sa.text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+            ),
+            {"table": table, "n": count},
+        )
+    )
+
+
+def _copy(table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """``COPY`` the rows into ``table`` in the session's transaction (PostgreSQL)."""
+    raw = db.session.connection().connection.driver_connection
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"  # noqa: S608 - fixed names
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+        for row in rows:
+            copy.write_row(row)
+
+
 class _Kind(abc.ABC):
-    """How one kind of file goes in: judge a batch, insert what passed."""
+    """How one kind of file goes in: judge a batch, insert what passed.
+
+    A kind builds the API's schemas it judges with once, for the whole import
+    (a marshmallow schema deep-copies its fields when it is made).
+    """
 
     kind = ""
 
@@ -183,6 +262,11 @@ class _Kind(abc.ABC):
 
 class _Areas(_Kind):
     kind = "areas"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.schema = AreaCreateSchema()
+
     _policy = (
         ("min_area_per_person_m2", Decimal),
         ("area_basis", str),
@@ -224,7 +308,7 @@ class _Areas(_Kind):
                 }
                 if _optional(cells, "parent_code"):
                     body["parent_code"] = cells["parent_code"]
-                loaded = _schema_load(AreaCreateSchema(), body)
+                loaded = _schema_load(self.schema, body)
                 if loaded["code"] in known:
                     raise RowRefused("area_exists", "An area with this code exists.", "code")
                 parent = known.get(loaded.get("parent_code") or "")
@@ -249,6 +333,10 @@ class _Areas(_Kind):
 class _Estates(_Kind):
     kind = "estates"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.schema = EstateCreateSchema()
+
     def load(self, rows: list[Row]) -> tuple[int, list[Refusal]]:
         refusals, accepted = [], 0
         areas = _areas_by_code({r.cells.get("area_code") for r in rows})
@@ -259,7 +347,7 @@ class _Estates(_Kind):
                 _required(row, self.kind)
                 cells = row.cells
                 loaded = _schema_load(
-                    EstateCreateSchema(),
+                    self.schema,
                     {
                         "area_code": cells["area_code"],
                         "name": cells["name"],
@@ -303,6 +391,25 @@ def _areas_by_code(codes: Iterable[str | None]) -> dict[str, Area]:
 
 class _Dwellings(_Kind):
     kind = "dwellings"
+    columns = (
+        "id",
+        "area_id",
+        "estate_id",
+        "address",
+        "address_code",
+        "landlord_name",
+        "landlord_phone_enc",
+        "landlord_phone_masked",
+        "building_area_m2",
+        "usable_area_m2",
+        "rooms",
+        "status",
+        "created_at",
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.schema = _Loader(DwellingCreateSchema())
 
     def load(self, rows: list[Row]) -> tuple[int, list[Refusal]]:
         refusals: list[Refusal] = []
@@ -319,12 +426,12 @@ class _Dwellings(_Kind):
             )
         )
         values, phones = [], []
+        now = utcnow()
         for row in rows:
             try:
                 _required(row, self.kind)
                 cells = row.cells
-                loaded = _schema_load(
-                    DwellingCreateSchema(),
+                loaded = self.schema.load(
                     {
                         "area_code": cells["area_code"],
                         "address": cells["address"],
@@ -334,7 +441,7 @@ class _Dwellings(_Kind):
                         "building_area_m2": _float(cells, "building_area_m2"),
                         "usable_area_m2": _float(cells, "usable_area_m2"),
                         "rooms": _number(cells["rooms"], "rooms"),
-                        "status": _optional(cells, "status") or DwellingStatus.RENTABLE,
+                        "status": _optional(cells, "status") or DwellingStatus.RENTABLE.value,
                     },
                 )
                 if loaded.get("building_area_m2") is None and loaded.get("usable_area_m2") is None:
@@ -368,14 +475,16 @@ class _Dwellings(_Kind):
                         "building_area_m2": loaded.get("building_area_m2"),
                         "usable_area_m2": loaded.get("usable_area_m2"),
                         "rooms": loaded["rooms"],
-                        "status": loaded["status"],
-                        "created_at": utcnow(),
+                        "status": str(loaded["status"]),
+                        "created_at": now,
                     }
                 )
                 phones.append(loaded.get("landlord_phone"))
             except RowRefused as refused:
                 refusals.append(Refusal(row.line, refused.code, refused.field, refused.message))
-        if values:
+        if values and _on_postgresql():
+            self._copy(values, phones)
+        elif values:
             ids = db.session.scalars(
                 sa.insert(Dwelling).returning(Dwelling.id, sort_by_parameter_order=True), values
             ).all()
@@ -400,6 +509,22 @@ class _Dwellings(_Kind):
                     sealed,
                 )
         return len(values), refusals
+
+    def _copy(self, values: list[dict[str, Any]], phones: list[str | None]) -> None:
+        """PostgreSQL: ids drawn first, so that phones are sealed to their rows before COPY."""
+        ids = _next_ids(Dwelling.__tablename__, len(values))
+        for dwelling_id, value, phone in zip(ids, values, phones, strict=True):
+            value["id"] = dwelling_id
+            if phone:
+                value["landlord_phone_enc"] = encrypt(
+                    phone, LANDLORD_PHONE_PURPOSE, f"dwellings:{dwelling_id}"
+                )
+                value["landlord_phone_masked"] = mask(phone, start=1, end=4)
+        _copy(
+            Dwelling.__tablename__,
+            self.columns,
+            ([value.get(name) for name in self.columns] for value in values),
+        )
 
     def finish(self) -> None:
         from anjuka.stats.operations import rebuild
@@ -430,9 +555,28 @@ class _Judged:
 class _Residents(_Kind):
     kind = "residents"
 
+    person_columns = (
+        "id",
+        "document_type",
+        "document_number_enc",
+        "document_index",
+        "document_masked",
+        "name",
+        "sex",
+        "birth_date",
+        "phone_enc",
+        "phone_masked",
+        "origin",
+        "created_at",
+    )
+
     def __init__(self) -> None:
         super().__init__()
-        self.policies: dict = {}
+        self.schema = _Loader(PersonInputSchema())
+        self.policies: dict[int, Policy] = {}
+        #: Deadlines by arrival day and working days allowed (a few thousand at most).
+        self.deadlines: dict[tuple[date, int], date] = {}
+        #: The dwellings found over capacity (their alerts are raised at the end).
         self.crowded: set[int] = set()
 
     def load(self, rows: list[Row]) -> tuple[int, list[Refusal]]:
@@ -447,6 +591,13 @@ class _Residents(_Kind):
             )
             if d.address_code is not None
         }
+        # The policies by area id: no lazy load of a dwelling's area per row.
+        missing = {d.area_id for d in dwellings.values()} - set(self.policies)
+        if missing:
+            effective_policies(
+                db.session.scalars(sa.select(Area).where(Area.id.in_(missing))),
+                cache=self.policies,
+            )
         judged: list[_Judged] = []
         for row in rows:
             try:
@@ -480,8 +631,7 @@ class _Residents(_Kind):
     def _judge(self, row: Row, dwellings: dict[str, Dwelling], today: date) -> _Judged:
         _required(row, self.kind)
         cells = row.cells
-        person = _schema_load(
-            PersonInputSchema(),
+        person = self.schema.load(
             {
                 "document_type": cells["document_type"],
                 "document_number": cells["document_number"],
@@ -493,7 +643,9 @@ class _Residents(_Kind):
             },
         )
         try:
-            document = parse_document(person["document_type"], person["document_number"])
+            document = parse_document(
+                person["document_type"], person["document_number"], today=today
+            )
         except AppError as exc:
             raise RowRefused(exc.code, exc.message, "document_number") from None
         arrived_on = _day(cells["arrived_on"], "arrived_on")
@@ -529,7 +681,7 @@ class _Residents(_Kind):
     def _count(self, item: _Judged, counted: dict[int, Occupancy]) -> None:
         """Count a current resident in; beyond capacity, admitted as found (see the module)."""
         dwelling = item.dwelling
-        policy: Policy = effective_policy(dwelling.area, cache=self.policies)
+        policy: Policy = self.policies[dwelling.area_id]
         capacity = compute_capacity(dwelling, policy)
         occupancy = counted.get(dwelling.id, Occupancy())
         counts = policy.minors_count or not item.minor
@@ -562,6 +714,7 @@ class _Residents(_Kind):
             ).all()
         )
         new: dict[str, dict[str, Any]] = {}
+        now = utcnow()
         for item in judged:
             if item.index in known or item.index in new:
                 continue
@@ -578,9 +731,19 @@ class _Residents(_Kind):
                 "phone_enc": encrypt(phone, PHONE_PURPOSE, binding) if phone else None,
                 "phone_masked": mask(phone, start=1, end=4) if phone else None,
                 "origin": item.cells.get("origin"),
-                "created_at": utcnow(),
+                "created_at": now,
             }
-        if new:
+        if new and _on_postgresql():
+            ids = _next_ids(Person.__tablename__, len(new))
+            for person_id, values in zip(ids, new.values(), strict=True):
+                values["id"] = person_id
+            _copy(
+                Person.__tablename__,
+                self.person_columns,
+                ([values[name] for name in self.person_columns] for values in new.values()),
+            )
+            known.update(zip(new, ids, strict=True))
+        elif new:
             rows = db.session.execute(
                 sa.insert(Person).returning(Person.document_index, Person.id), list(new.values())
             ).all()
@@ -615,7 +778,12 @@ class _Residents(_Kind):
         )
         rows = []
         for item in taken:
-            policy = effective_policy(item.dwelling.area, cache=self.policies)
+            days = self.policies[item.dwelling.area_id].registration_deadline_days
+            deadline = self.deadlines.get((item.arrived_on, days))
+            if deadline is None:
+                deadline = self.deadlines[(item.arrived_on, days)] = add_working_days(
+                    item.arrived_on, days
+                )
             rows.append(
                 (
                     persons[item.index],
@@ -623,7 +791,7 @@ class _Residents(_Kind):
                     item.arrived_on,
                     item.departed_on,
                     now,
-                    add_working_days(item.arrived_on, policy.registration_deadline_days),
+                    deadline,
                     False,
                     item.minor,
                     item.override,
@@ -632,14 +800,8 @@ class _Residents(_Kind):
             )
         if not rows:
             return
-        connection = db.session.connection()
-        if connection.dialect.name == "postgresql":
-            raw = connection.connection.driver_connection
-            with raw.cursor().copy(  # type: ignore[union-attr]
-                f"COPY residences ({', '.join(columns)}) FROM STDIN"  # noqa: S608 - fixed names
-            ) as copy:
-                for row in rows:
-                    copy.write_row(row)
+        if _on_postgresql():
+            _copy(Residence.__tablename__, columns, rows)
         else:
             db.session.execute(
                 sa.insert(Residence), [dict(zip(columns, r, strict=True)) for r in rows]

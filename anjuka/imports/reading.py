@@ -100,7 +100,7 @@ class LegacyFile:
                 line = reader.line_num
                 if not any(cell.strip() for cell in record):
                     continue
-                undecodable = any(_has_surrogates(cell) for cell in record)
+                undecodable = _has_surrogates("".join(record))
                 cells = {
                     name: _clean(value)
                     for name, value in zip(header, record, strict=False)
@@ -110,8 +110,16 @@ class LegacyFile:
 
 
 def _has_surrogates(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    """Whether undecodable bytes were kept as lone surrogates (only they fail to encode)."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _clean(value: str) -> str:
-    return unicodedata.normalize("NFKC", value).strip()
+    # ASCII is NFKC already: only the rest (full-width digits …) needs normalising.
+    return (value if value.isascii() else unicodedata.normalize("NFKC", value)).strip()

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from anjuka.alerts.models import Alert
 from anjuka.areas.models import Area
-from anjuka.areas.operations import effective_policy
+from anjuka.areas.operations import Policy, effective_policies, effective_policy
 from anjuka.core import signals
 from anjuka.core.db import Model, db
 from anjuka.core.time import as_utc, local_date, local_today, start_of_day
@@ -274,81 +274,194 @@ def rebuild() -> Rebuilt:
     Arrivals, departures and residents come back exactly; capacity and
     over-capacity are as they are now, each dwelling's capacity counted from
     the day it was created (earlier changes to it are not recorded anywhere).
+
+    The flows are counted by the database (``INSERT … SELECT … GROUP BY``);
+    the dwellings, whose capacity is the Python rule, are measured in
+    batches of :data:`_BATCH`: memory holds a batch and a figure per area,
+    whatever the size of the registry.
     """
     for model in (AreaDay, AreaTotal, DwellingFigure):
         db.session.execute(sa.delete(model))
+    _rebuild_flows()
+    over_today = _rebuild_dwellings()
+    today = local_today()
+    _add_many(
+        AreaDay,
+        ("area_id", "day"),
+        [
+            {"area_id": area_id, "day": today, "over_capacity_delta": n}
+            for area_id, n in over_today.items()
+            if n
+        ],
+    )
+    _rebuild_totals()
     report = Rebuilt()
-    days: dict[tuple[int, date], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
-    flows = db.session.execute(
-        sa.select(Dwelling.area_id, Residence.arrived_on, Residence.departed_on).join(
-            Dwelling, Residence.dwelling_id == Dwelling.id
+    report.by_area = {
+        area_id: residents
+        for area_id, residents in db.session.execute(
+            sa.select(AreaTotal.area_id, AreaTotal.residents).where(AreaTotal.residents != 0)
+        )
+    }
+    report.areas = db.session.scalar(sa.select(sa.func.count()).select_from(AreaTotal)) or 0
+    report.days = db.session.scalar(sa.select(sa.func.count()).select_from(AreaDay)) or 0
+    report.dwellings = (
+        db.session.scalar(sa.select(sa.func.count()).select_from(DwellingFigure)) or 0
+    )
+    report.residents = sum(report.by_area.values())
+    return report
+
+
+def _rebuild_flows() -> None:
+    """Arrivals and departures per area and day, counted by the database."""
+    arrivals = (
+        sa.select(
+            Dwelling.area_id.label("area_id"),
+            Residence.arrived_on.label("day"),
+            sa.literal(1).label("arrived"),
+            sa.literal(0).label("departed"),
+        )
+        .select_from(Residence)
+        .join(Dwelling, Residence.dwelling_id == Dwelling.id)
+    )
+    departures = (
+        sa.select(
+            Dwelling.area_id.label("area_id"),
+            Residence.departed_on.label("day"),
+            sa.literal(0).label("arrived"),
+            sa.literal(1).label("departed"),
+        )
+        .select_from(Residence)
+        .join(Dwelling, Residence.dwelling_id == Dwelling.id)
+        .where(Residence.departed_on.is_not(None))
+    )
+    flows = sa.union_all(arrivals, departures).subquery("flows")
+    arrived, departed = sa.func.sum(flows.c.arrived), sa.func.sum(flows.c.departed)
+    db.session.execute(
+        sa.insert(AreaDay).from_select(
+            [
+                "area_id",
+                "day",
+                "arrivals",
+                "departures",
+                "residents_delta",
+                "capacity_delta",
+                "over_capacity_delta",
+            ],
+            sa.select(
+                flows.c.area_id,
+                flows.c.day,
+                arrived,
+                departed,
+                arrived - departed,
+                sa.literal(0),
+                sa.literal(0),
+            ).group_by(flows.c.area_id, flows.c.day),
         )
     )
-    residents: dict[int, int] = defaultdict(int)
-    for area_id, arrived_on, departed_on in flows:
-        days[(area_id, arrived_on)][0] += 1
-        days[(area_id, arrived_on)][2] += 1
-        if departed_on is None:
-            residents[area_id] += 1
-        else:
-            days[(area_id, departed_on)][1] += 1
-            days[(area_id, departed_on)][2] -= 1
-    today = local_today()
-    capacity: dict[int, int] = defaultdict(int)
+
+
+def _rebuild_dwellings() -> dict[int, int]:
+    """Each dwelling's figure, its capacity on the day it was created; over capacity per area."""
+    policies: dict[int, Policy] = {}
     over: dict[int, int] = defaultdict(int)
-    policies: dict = {}
     last = 0
     while True:
-        batch = db.session.scalars(
-            sa.select(Dwelling).where(Dwelling.id > last).order_by(Dwelling.id).limit(_BATCH)
+        batch = db.session.execute(
+            sa.select(
+                Dwelling.id,
+                Dwelling.area_id,
+                Dwelling.building_area_m2,
+                Dwelling.usable_area_m2,
+                Dwelling.rooms,
+                Dwelling.status,
+                Dwelling.created_at,
+            )
+            .where(Dwelling.id > last)
+            .order_by(Dwelling.id)
+            .limit(_BATCH)
         ).all()
         if not batch:
-            break
+            return over
+        missing = {d.area_id for d in batch} - set(policies)
+        if missing:
+            effective_policies(
+                db.session.scalars(sa.select(Area).where(Area.id.in_(missing))), cache=policies
+            )
         occupied = occupancies([d.id for d in batch])
+        figures = []
+        capacity_days: dict[tuple[int, date], int] = defaultdict(int)
         for dwelling in batch:
-            policy = effective_policy(dwelling.area, cache=policies)
-            measured = compute_capacity(dwelling, policy)
+            policy = policies[dwelling.area_id]
+            measured = compute_capacity(dwelling, policy)  # type: ignore[arg-type]
             is_over = is_over_capacity(measured, occupied[dwelling.id], policy)
-            db.session.add(
-                DwellingFigure(
-                    dwelling_id=dwelling.id,
-                    area_id=dwelling.area_id,
-                    capacity=measured.capacity,
-                    over_capacity=is_over,
-                )
+            figures.append(
+                {
+                    "dwelling_id": dwelling.id,
+                    "area_id": dwelling.area_id,
+                    "capacity": measured.capacity,
+                    "over_capacity": is_over,
+                }
             )
             created = local_date(as_utc(dwelling.created_at))
-            days[(dwelling.area_id, created)][3] += measured.capacity
-            days[(dwelling.area_id, today)][4] += int(is_over)
-            capacity[dwelling.area_id] += measured.capacity
+            capacity_days[(dwelling.area_id, created)] += measured.capacity
             over[dwelling.area_id] += int(is_over)
-            report.dwellings += 1
+        db.session.execute(sa.insert(DwellingFigure), figures)
+        _add_many(
+            AreaDay,
+            ("area_id", "day"),
+            [
+                {"area_id": area_id, "day": day, "capacity_delta": n}
+                for (area_id, day), n in capacity_days.items()
+                if n
+            ],
+        )
         last = batch[-1].id
-        db.session.flush()
-    for (area_id, day), (arrivals, departures, r_delta, c_delta, o_delta) in days.items():
-        db.session.add(
-            AreaDay(
-                area_id=area_id,
-                day=day,
-                arrivals=arrivals,
-                departures=departures,
-                residents_delta=r_delta,
-                capacity_delta=c_delta,
-                over_capacity_delta=o_delta,
-            )
+
+
+def _rebuild_totals() -> None:
+    """Each area's totals: its current residents, and its dwellings' figures."""
+    residents = (
+        sa.select(
+            Dwelling.area_id.label("area_id"),
+            sa.literal(1).label("residents"),
+            sa.literal(0).label("capacity"),
+            sa.literal(0).label("over"),
         )
-    for area_id in set(residents) | set(capacity) | set(over):
-        db.session.add(
-            AreaTotal(
-                area_id=area_id,
-                residents=residents[area_id],
-                capacity=capacity[area_id],
-                over_capacity=over[area_id],
-            )
+        .select_from(Residence)
+        .join(Dwelling, Residence.dwelling_id == Dwelling.id)
+        .where(Residence.departed_on.is_(None))
+    )
+    figures = sa.select(
+        DwellingFigure.area_id.label("area_id"),
+        sa.literal(0).label("residents"),
+        DwellingFigure.capacity.label("capacity"),
+        sa.case((DwellingFigure.over_capacity, 1), else_=0).label("over"),
+    )
+    both = sa.union_all(residents, figures).subquery("both")
+    db.session.execute(
+        sa.insert(AreaTotal).from_select(
+            ["area_id", "residents", "capacity", "over_capacity"],
+            sa.select(
+                both.c.area_id,
+                sa.func.sum(both.c.residents),
+                sa.func.sum(both.c.capacity),
+                sa.func.sum(both.c.over),
+            ).group_by(both.c.area_id),
         )
-    db.session.flush()
-    report.areas = len(set(residents) | set(capacity) | set(over))
-    report.days = len(days)
-    report.residents = sum(residents.values())
-    report.by_area = dict(residents)
-    return report
+    )
+
+
+def _add_many(model: type[Model], keys: tuple[str, ...], rows: list[dict[str, object]]) -> None:
+    """Add each row's figures to ``model``'s row at its keys (created at zero first)."""
+    by_columns: dict[tuple[str, ...], list[dict[str, object]]] = defaultdict(list)
+    for values in rows:
+        by_columns[tuple(sorted(values))].append(values)
+    table = model.__table__
+    for names, group in by_columns.items():
+        changed = [name for name in names if name not in keys]
+        stmt = _insert(model)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={name: table.c[name] + stmt.excluded[name] for name in changed},
+        )
+        db.session.execute(stmt, group)

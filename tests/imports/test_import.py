@@ -85,6 +85,19 @@ def test_a_city_goes_in_and_reconciles_with_its_manifest(app, city_files: Path):
     # Document numbers went in encrypted and blind-indexed; full-width digits are the same ones.
     person = db.session.scalars(sa.select(Person).limit(1)).one()
     assert find_by_document(person.document_type, person.document_number).id == person.id
+    # Phones sealed to their rows (on PostgreSQL the ids are drawn before the COPY).
+    with_phone = db.session.scalars(
+        sa.select(Person).where(Person.phone_enc.is_not(None)).limit(5)
+    ).all()
+    assert with_phone
+    assert all(p.phone and p.phone[-4:] == p.phone_masked[-4:] for p in with_phone)
+    let = db.session.scalars(
+        sa.select(Dwelling).where(Dwelling.landlord_phone_enc.is_not(None)).limit(5)
+    ).all()
+    assert let
+    assert all(
+        d.landlord_phone and d.landlord_phone[-4:] == d.landlord_phone_masked[-4:] for d in let
+    )
     assert "refused rows:" in outputs[-1]
     report = (city_files / "residents.csv.rejects.csv").read_text().splitlines()
     assert report[0] == "line,error,field,message"

@@ -71,6 +71,41 @@ def _resolve(area: Area, nodes: dict[str, Area]) -> Policy:
     return Policy(**values, sources=sources)  # type: ignore[arg-type]
 
 
+#: What :func:`_resolve` reads of an area.
+_RESOLVED = {"code", "path", "parent_id", *POLICY_FIELDS}
+
+
+def _loaded_area(area_id: int) -> Area | None:
+    """The area ``area_id`` if the session holds it with every field loaded (no SQL)."""
+    held = db.session.identity_map.get(sa.orm.util.identity_key(Area, area_id))
+    if not isinstance(held, Area) or _RESOLVED & sa.inspect(held).unloaded:
+        return None
+    return held
+
+
+def _ancestors_in_session(areas: Iterable[Area], codes: set[str]) -> dict[str, Area] | None:
+    """The areas ``codes`` from the session, walking up parents, or None if one is not there.
+
+    The session hands out these same objects to a query by code (it keeps an
+    object's loaded state), so reading them from it changes nothing but the
+    statement: a dwelling fetched with its area path (dwellings'
+    ``get_dwelling_or_404``) then resolves its policy without another.
+    """
+    nodes: dict[str, Area] = {}
+    for area in areas:
+        node: Area | None = area
+        while node is not None and node.code not in nodes:
+            nodes[node.code] = node
+            parent_id = node.parent_id
+            if parent_id is None:
+                break
+            parent = node.__dict__.get("parent")  # loaded with the node, or None
+            node = parent if isinstance(parent, Area) else _loaded_area(parent_id)
+            if node is None:
+                return None
+    return nodes if codes <= nodes.keys() else None
+
+
 def effective_policies(
     areas: Iterable[Area], *, cache: dict[int, Policy] | None = None
 ) -> dict[int, Policy]:
@@ -79,7 +114,11 @@ def effective_policies(
     missing = {area.id: area for area in areas if area.id not in cache}
     if missing:
         codes = {code for area in missing.values() for code in area.ancestor_codes}
-        nodes = {a.code: a for a in db.session.scalars(sa.select(Area).where(Area.code.in_(codes)))}
+        nodes = _ancestors_in_session(missing.values(), codes)
+        if nodes is None:
+            nodes = {
+                a.code: a for a in db.session.scalars(sa.select(Area).where(Area.code.in_(codes)))
+            }
         for area_id, area in missing.items():
             cache[area_id] = _resolve(area, nodes)
     return cache

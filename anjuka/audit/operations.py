@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from flask import g, has_request_context, request
@@ -58,36 +58,63 @@ def event_hash(event: AuditEvent) -> str:
     return hashlib.sha256(_canonical(event)).hexdigest()
 
 
-def _lock_head(chain: str) -> AuditChainHead:
-    dialect = db.session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    db.session.execute(
-        insert(AuditChainHead)
-        .values(chain=chain, seq=0, hash=GENESIS)
-        .on_conflict_do_nothing(index_elements=["chain"])
-    )
-    return db.session.execute(
-        sa.select(AuditChainHead)
-        .where(AuditChainHead.chain == chain)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one()
+def _postgresql() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
 
 
-def _next_id() -> int:
-    """The id the next event will have, taken before it is hashed.
+def _lock_head(chain: str, *, take_id: bool = False) -> tuple[int, str, int | None]:
+    """Lock ``chain``'s head (creating it at the genesis): its seq and hash, and a new event id.
 
-    PostgreSQL hands out the column's sequence (the caller holds the chain's
-    head lock, so ids increase along a chain); SQLite serialises writers, so
-    the next rowid is one more than the largest.
+    One statement, ``INSERT … ON CONFLICT (chain) DO UPDATE … RETURNING``:
+    the no-op update takes the head's row lock as ``SELECT … FOR UPDATE``
+    would, waiting for a concurrent append to commit and then reading its
+    head. With ``take_id`` it also returns the id the next event will have,
+    taken under that lock so that ids increase along a chain: PostgreSQL
+    hands out the column's sequence; SQLite serialises writers, so the next
+    rowid is one more than the largest.
     """
-    if db.session.get_bind().dialect.name == "postgresql":
-        return db.session.execute(
-            sa.text("SELECT nextval(pg_get_serial_sequence('audit_events', 'id'))")
-        ).scalar_one()
-    return db.session.execute(
-        sa.text("SELECT coalesce(max(id), 0) + 1 FROM audit_events")
-    ).scalar_one()
+    dialect_insert = pg_insert if _postgresql() else sqlite_insert
+    insert = dialect_insert(AuditChainHead).values(chain=chain, seq=0, hash=GENESIS)
+    table = AuditChainHead.__table__
+    insert = insert.on_conflict_do_update(index_elements=["chain"], set_={"seq": table.c.seq})
+    returned: list[sa.ColumnElement] = [table.c.seq, table.c.hash]
+    if take_id:
+        returned.append(_next_id())
+    row = db.session.execute(insert.returning(*returned)).one()
+    return row[0], row[1], row[2] if take_id else None
+
+
+def _next_id() -> sa.ColumnElement[int]:
+    """The id the next event will have, as an expression (see :func:`_lock_head`)."""
+    if _postgresql():
+        return sa.func.nextval(sa.func.pg_get_serial_sequence("audit_events", "id"))
+    events = AuditEvent.__table__
+    return sa.select(sa.func.coalesce(sa.func.max(events.c.id), 0) + 1).scalar_subquery()
+
+
+def _append(event: AuditEvent) -> None:
+    """Insert ``event`` and move its chain's head to it.
+
+    One statement on PostgreSQL (the insert runs as a data-modifying CTE of
+    the head's update); two on SQLite, which has none.
+    """
+    events = cast(sa.Table, AuditEvent.__table__)
+    values = {
+        column.key: getattr(event, column.key)
+        for column in events.columns
+        if column.key in event.__dict__
+    }
+    insert = sa.insert(events).values(**values)
+    head = (
+        sa.update(cast(sa.Table, AuditChainHead.__table__))
+        .where(AuditChainHead.chain == event.chain)
+        .values(seq=event.seq, hash=event.hash)
+    )
+    if _postgresql():
+        db.session.execute(head.add_cte(insert.cte("appended")))
+    else:
+        db.session.execute(insert)
+        db.session.execute(head)
 
 
 def area_chain(area_code: str) -> str:
@@ -123,18 +150,21 @@ def record(
     details: dict | None = None,
     actor: tuple[str, int | None, str | None] | None = None,
 ) -> AuditEvent:
-    """Append an event to its chain (in the caller's transaction; only flushes).
+    """Append an event to its chain (in the caller's transaction): two statements on PostgreSQL.
+
+    The event returned is not in the session (it was written with Core
+    statements): read it, or load it by id.
 
     ``details`` must never carry a document number in clear.
     """
     chain = chain or (area_chain(area_code) if area_code else "system")
     actor_type, actor_id, actor_name = actor or _actor()
-    head = _lock_head(chain)
+    seq, prev_hash, event_id = _lock_head(chain, take_id=True)
     event = AuditEvent(
-        id=_next_id(),
+        id=event_id,
         hash_version=HASH_VERSION,
         chain=chain,
-        seq=head.seq + 1,
+        seq=seq + 1,
         occurred_at=utcnow(),
         actor_type=actor_type,
         actor_id=actor_id,
@@ -146,13 +176,10 @@ def record(
         origin=request.remote_addr if has_request_context() else "cli",
         request_id=g.get("request_id") if has_request_context() else None,
         details=details or {},
-        prev_hash=head.hash,
+        prev_hash=prev_hash,
     )
     event.hash = event_hash(event)
-    head.seq = event.seq
-    head.hash = event.hash
-    db.session.add(event)
-    db.session.flush()
+    _append(event)
     return event
 
 

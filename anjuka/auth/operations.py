@@ -13,6 +13,7 @@ import sqlalchemy.orm
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
+from sqlalchemy.orm import joinedload
 
 from anjuka.areas.models import Area
 from anjuka.audit import operations as audit
@@ -285,7 +286,18 @@ def revoke_token(token: str) -> None:
 
 def resolve_user_token(token: str) -> Identity | None:
     """The identity behind a live user token, or None."""
-    row = db.session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    # One statement: the token, its user, the user's scopes and their areas (for the
+    # scope's paths). Read at every request, so a revoked token or a disabled user
+    # is refused at once.
+    row = (
+        db.session.scalars(
+            sa.select(ApiToken)
+            .where(ApiToken.token_hash == hash_token(token))
+            .options(joinedload(ApiToken.user).joinedload(User.scopes).joinedload(UserScope.area))
+        )
+        .unique()
+        .one_or_none()
+    )
     if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
         return None
     user = row.user

@@ -21,10 +21,10 @@ AREA_ROLES = {"supervisor", "officer"}
 def load_scope(identity: Identity) -> Scope:
     """The scope of a (non-admin) user identity, from the user's scope rows."""
     user = identity.subject
-    area_ids = [s.area_id for s in user.scopes if s.area_id is not None]
     paths: tuple[str, ...] = ()
-    if identity.role in AREA_ROLES and area_ids:
-        paths = tuple(db.session.scalars(sa.select(Area.path).where(Area.id.in_(area_ids))))
+    if identity.role in AREA_ROLES:
+        # The token's resolver loaded each scope's area with the user (one statement).
+        paths = tuple(s.area.path for s in user.scopes if s.area is not None)
     scope = Scope(
         unrestricted=False,
         area_paths=paths,

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase
 
 from anjuka.config import Config
@@ -47,6 +50,39 @@ if TYPE_CHECKING:
 else:
     Model = db.Model
 migrate = Migrate(directory=str(MIGRATIONS_DIR), compare_type=True)
+
+
+M = TypeVar("M", bound=Base)
+
+
+def insert_unless_taken(
+    new: M, *, index: Sequence[str], index_where: sa.ColumnElement[bool] | None = None
+) -> M | None:
+    """Insert ``new`` in one statement, or nothing when the unique ``index`` already holds it.
+
+    ``INSERT … ON CONFLICT (index) DO NOTHING RETURNING …``: the database
+    decides, as a savepoint around a plain insert would, in one statement
+    instead of three and without aborting the transaction. PostgreSQL makes
+    an insert that meets a concurrent one of the same key wait for the other
+    transaction, then inserts or yields. The row inserted comes back as a
+    new persistent object (``new`` itself stays transient); None when the key
+    was taken. ``new`` carries its column values (foreign keys as ids, not
+    relationships); column defaults apply as for any insert.
+    """
+    model = type(new)
+    values = {
+        attr.key: new.__dict__[attr.key]
+        for attr in sa.inspect(model).column_attrs
+        if attr.key in new.__dict__
+    }
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(model)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=list(index), index_where=index_where)
+        .returning(model)
+    )
+    return db.session.scalars(statement).one_or_none()
 
 
 def _sqlite_serialised_writes(engine: sa.Engine) -> None:

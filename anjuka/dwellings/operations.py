@@ -87,6 +87,15 @@ class Occupancy:
         family = self.family - (0 if minors_count else self.minor_family)
         return self.counted(minors_count) - family
 
+    def one_more(self, *, minor: bool, family: bool) -> Occupancy:
+        """The occupancy once one more resident (a minor or not, family or not) arrived."""
+        return Occupancy(
+            self.occupants + 1,
+            self.minors + minor,
+            self.family + family,
+            self.minor_family + (minor and family),
+        )
+
 
 #: Counts the current residents of dwellings. Residences sit above dwellings, so
 #: the residences domain provides it (``anjuka.domains`` connects it at start).

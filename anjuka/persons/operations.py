@@ -6,10 +6,10 @@ from collections.abc import Callable
 from datetime import date
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from anjuka.audit import operations as audit
-from anjuka.core.db import db
+from anjuka.core.db import db, insert_unless_taken
+from anjuka.core.errors import Conflict
 from anjuka.core.protect import blind_index, blind_index_candidates
 from anjuka.core.security import Identity
 from anjuka.persons.identity import ParsedDocument, mask_document, parse_document
@@ -130,17 +130,18 @@ def record_person(
         origin=origin,
     )
     person.seal(document.number, phone)  # bound to the row: its index is set above
-    try:
-        # Two desks may register the same new person at once: the unique
-        # blind index decides, and the loser reads the winner's row.
-        with db.session.begin_nested():
-            db.session.add(person)
-    except IntegrityError:
-        existing = find_person(document)
-        if existing is None:
-            raise
-        return record_person(existing, document, name, phone=phone, origin=origin)
-    return person
+    # Two desks may register the same new person at once: the unique blind
+    # index decides, and the loser reads the winner's row.
+    inserted = insert_unless_taken(person, index=["document_index"])
+    if inserted is not None:
+        return inserted
+    existing = find_person(document)
+    if existing is None:
+        raise Conflict(
+            "This person was being registered at the same moment; try again.",
+            code="registration_conflict",
+        )
+    return record_person(existing, document, name, phone=phone, origin=origin)
 
 
 def reveal_person(

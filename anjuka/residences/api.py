@@ -5,7 +5,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask_smorest import Blueprint
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
+from anjuka.areas.models import Area
 from anjuka.core.db import db
 from anjuka.core.dumping import tell_revealed
 from anjuka.core.errors import NotFound
@@ -16,7 +18,12 @@ from anjuka.core.replica import reads_replica
 from anjuka.core.security import Identity, require_identity, requires
 from anjuka.core.transactions import retry_conflicts
 from anjuka.dwellings.models import Dwelling
-from anjuka.dwellings.permissions import dwelling_filter, get_dwelling_or_404
+from anjuka.dwellings.permissions import (
+    dwelling_filter,
+    get_dwelling_or_404,
+    in_area_path,
+    keep_area_path,
+)
 from anjuka.persons.identity import ParsedDocument, parse_document
 from anjuka.persons.limits import document_lookups
 from anjuka.persons.models import Person
@@ -42,16 +49,26 @@ READERS = ("manager", "supervisor", "officer")
 
 def get_residence_or_404(residence_id: int, *, for_update: bool = False) -> Residence:
     """A residence in a dwelling the caller may see, or 404."""
+    # With its dwelling and the dwelling's area path, in the same statement.
+    own = (
+        sa.select(Dwelling.area_id)
+        .join(Residence, Residence.dwelling_id == Dwelling.id)
+        .where(Residence.id == residence_id)
+        .scalar_subquery()
+    )
     query = (
-        sa.select(Residence)
+        sa.select(Residence, Dwelling, Area)
         .join(Dwelling, Residence.dwelling_id == Dwelling.id)
+        .join(Area, in_area_path(own))
         .where(Residence.id == residence_id, dwelling_filter(require_identity()))
     )
     if for_update:
         query = query.with_for_update(of=Residence).execution_options(populate_existing=True)
-    residence = db.session.scalar(query)
-    if residence is None:
+    rows = db.session.execute(query).all()
+    if not rows:
         raise NotFound(f"No residence {residence_id}.", code="residence_not_found")
+    residence, dwelling = rows[0][0], rows[0][1]
+    set_committed_value(residence, "dwelling", keep_area_path(dwelling, [row[2] for row in rows]))
     return residence
 
 

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from anjuka.areas.operations import Policy, effective_policy
 from anjuka.audit import operations as audit
 from anjuka.core import signals
-from anjuka.core.db import db
+from anjuka.core.db import db, insert_unless_taken
 from anjuka.core.errors import AppError, Conflict, Forbidden, InvalidInput
 from anjuka.core.security import Identity
 from anjuka.core.time import add_working_days, local_today, utcnow
 from anjuka.dwellings.models import Dwelling, DwellingStatus
-from anjuka.dwellings.operations import compute_capacity, occupancies
+from anjuka.dwellings.operations import Occupancy, compute_capacity, occupancies
 from anjuka.dwellings.permissions import dwelling_filter
 from anjuka.persons.identity import ParsedDocument
 from anjuka.persons.models import Person
@@ -77,6 +77,8 @@ class Verdict:
     minor: bool
     message: str | None = None
     details: dict | None = None
+    #: The dwelling's residents counted for the verdict (before this arrival).
+    occupancy: Occupancy = field(default_factory=Occupancy)
 
     def refuse(self) -> None:
         """Raise ``dwelling_full`` with the numbers behind it, when full."""
@@ -112,7 +114,7 @@ def capacity_verdict(
     )
     not_rentable = dwelling.status != DwellingStatus.RENTABLE
     if not (not_rentable or over_area or over_rooms):
-        return Verdict(full=False, minor=minor)
+        return Verdict(full=False, minor=minor, occupancy=occupied)
     if not_rentable:
         message = f"This dwelling is {dwelling.status.replace('_', ' ')}: it may hold no one."
     elif over_area:
@@ -136,7 +138,7 @@ def capacity_verdict(
             "max_persons_per_room": policy.max_persons_per_room,
         },
     }
-    return Verdict(full=True, minor=minor, message=message, details=details)
+    return Verdict(full=True, minor=minor, message=message, details=details, occupancy=occupied)
 
 
 def _check_override(identity: Identity, override_reason: str | None) -> None:
@@ -299,9 +301,9 @@ def settle_arrival(
 ) -> Residence:
     """Insert the residence of an arrival that passed every check, audit it, announce it."""
     deadline = add_working_days(arrived_on, policy.registration_deadline_days)
-    residence = Residence(
-        person=person,
-        dwelling=dwelling,
+    new = Residence(
+        person_id=person.id,
+        dwelling_id=dwelling.id,
         arrived_on=arrived_on,
         registered_by_id=registered_by_id or (identity.id if identity.kind == "user" else None),
         late=local_today() > deadline,
@@ -311,17 +313,18 @@ def settle_arrival(
         family_of_id=family_of_residence_id,
         override_reason=override_reason,
     )
-    try:
-        # Another desk may register this person elsewhere at the same moment;
-        # the partial unique index decides, and the loser hears why.
-        with db.session.begin_nested():
-            db.session.add(residence)
-    except IntegrityError:
-        if current_residence(person) is None:
-            raise
+    # Another desk may register this person elsewhere at the same moment; the
+    # partial unique index (one current residence per person) decides, and the
+    # loser hears why.
+    residence = insert_unless_taken(
+        new, index=["person_id"], index_where=Residence.departed_on.is_(None)
+    )
+    if residence is None:
         raise Conflict(
             "This person was just registered at another dwelling.", code="already_registered"
-        ) from None
+        )
+    set_committed_value(residence, "person", person)
+    set_committed_value(residence, "dwelling", dwelling)
     audit.record(
         "residence.arrive",
         subject_type="residence",
@@ -335,7 +338,14 @@ def settle_arrival(
             **(details or {}),
         },
     )
-    signals.residence_arrived.send(residence, overridden=bool(residence.override_reason))
+    # The count behind the verdict, taken under the dwelling's row lock, and this
+    # arrival: the handlers need not count the residents again.
+    occupancy = verdict.occupancy.one_more(
+        minor=residence.minor, family=residence.family_relation is not None
+    )
+    signals.residence_arrived.send(
+        residence, overridden=bool(residence.override_reason), occupancy=occupancy
+    )
     return residence
 
 

@@ -27,7 +27,12 @@ from anjuka.core import signals
 from anjuka.core.db import Model, db
 from anjuka.core.time import as_utc, local_date, local_today, start_of_day
 from anjuka.dwellings.models import Dwelling
-from anjuka.dwellings.operations import compute_capacity, is_over_capacity, occupancies
+from anjuka.dwellings.operations import (
+    Occupancy,
+    compute_capacity,
+    is_over_capacity,
+    occupancies,
+)
 from anjuka.residences.models import Residence
 from anjuka.stats.models import AreaDay, AreaTotal, DwellingFigure
 
@@ -40,40 +45,61 @@ def _insert(model: type[Model]) -> PgInsert | SqliteInsert:
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(model)
 
 
-def _add_to(model: type[Model], keys: dict[str, object], changes: dict[str, int]) -> None:
-    """Add ``changes`` to the row of ``model`` at ``keys``, creating it at zero first."""
+def _add_to(
+    model: type[Model], keys: dict[str, object], changes: dict[str, int]
+) -> PgInsert | SqliteInsert | None:
+    """Adding ``changes`` to the row of ``model`` at ``keys`` (created at zero first), if any."""
     changes = {k: v for k, v in changes.items() if v}
     if not changes:
-        return
-    stmt = _insert(model).values(**keys, **changes)
+        return None
     table = model.__table__
-    stmt = stmt.on_conflict_do_update(
+    # Every column given (no defaults): a statement that runs as another's CTE
+    # gets no Python-side defaults.
+    zeros = {c.name: 0 for c in table.columns if c.name not in keys}
+    stmt = _insert(model).values(**{**zeros, **keys, **changes})
+    return stmt.on_conflict_do_update(
         index_elements=list(keys),
         set_={name: table.c[name] + stmt.excluded[name] for name in changes},
     )
-    db.session.execute(stmt)
 
 
 def _record(area_id: int, day: date, **changes: int) -> None:
-    """Count ``changes`` on ``day`` and, for the ``*_delta`` ones, in the area's totals."""
-    _add_to(AreaDay, {"area_id": area_id, "day": day}, changes)
+    """Count ``changes`` on ``day`` and, for the ``*_delta`` ones, in the area's totals.
+
+    On PostgreSQL in one statement (the day's upsert runs as a data-modifying
+    CTE of the totals' upsert); on SQLite, which has none, in two.
+    """
+    day_changes = _add_to(AreaDay, {"area_id": area_id, "day": day}, changes)
     totals = {
         name.removesuffix("_delta"): value
         for name, value in changes.items()
         if name.endswith("_delta")
     }
-    _add_to(AreaTotal, {"area_id": area_id}, totals)
+    total_changes = _add_to(AreaTotal, {"area_id": area_id}, totals)
+    if day_changes is not None and total_changes is not None and isinstance(day_changes, PgInsert):
+        db.session.execute(total_changes.add_cte(day_changes.cte("day_changes")))
+        return
+    for stmt in (day_changes, total_changes):
+        if stmt is not None:
+            db.session.execute(stmt)
 
 
-def remeasure(dwellings: Iterable[Dwelling]) -> None:
-    """Bring the dwellings' capacity and over-capacity into their areas' figures."""
+def remeasure(
+    dwellings: Iterable[Dwelling], *, counted: dict[int, Occupancy] | None = None
+) -> None:
+    """Bring the dwellings' capacity and over-capacity into their areas' figures.
+
+    ``counted`` gives dwellings' residents already counted in this transaction
+    (an arrival's, under the dwelling's row lock); the others are counted here.
+    """
     dwellings = list(dwellings)
     policies: dict = {}
     today = local_today()
     for start in range(0, len(dwellings), _BATCH):
         batch = dwellings[start : start + _BATCH]
         ids = [d.id for d in batch]
-        occupied = occupancies(ids)
+        given = counted or {}
+        occupied = {i: given[i] for i in ids} if all(i in given for i in ids) else occupancies(ids)
         known = {
             f.dwelling_id: f
             for f in db.session.scalars(
@@ -106,10 +132,15 @@ def remeasure(dwellings: Iterable[Dwelling]) -> None:
 # -- the handlers of the registry's events ------------------------------------------------
 
 
-def on_arrival(residence: Residence, **_: object) -> None:
-    """One more resident, counted on the day they arrived."""
+def on_arrival(residence: Residence, occupancy: Occupancy | None = None, **_: object) -> None:
+    """One more resident, counted on the day they arrived.
+
+    ``occupancy`` is the dwelling's residents with this one, as the arrival
+    counted them.
+    """
     _record(residence.dwelling.area_id, residence.arrived_on, arrivals=1, residents_delta=1)
-    remeasure([residence.dwelling])
+    counted = None if occupancy is None else {residence.dwelling_id: occupancy}
+    remeasure([residence.dwelling], counted=counted)
 
 
 def on_departure(residence: Residence, **_: object) -> None:

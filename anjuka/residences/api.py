@@ -63,7 +63,12 @@ def get_residence_or_404(residence_id: int, *, for_update: bool = False) -> Resi
         .where(Residence.id == residence_id, dwelling_filter(require_identity()))
     )
     if for_update:
-        query = query.with_for_update(of=Residence).execution_options(populate_existing=True)
+        # The dwelling too: its residents are counted under that lock (an
+        # arrival's capacity verdict, the statistics), so a departure and an
+        # arrival into one dwelling take turns.
+        query = query.with_for_update(of=(Residence, Dwelling)).execution_options(
+            populate_existing=True
+        )
     rows = db.session.execute(query).all()
     if not rows:
         raise NotFound(f"No residence {residence_id}.", code="residence_not_found")

@@ -343,3 +343,48 @@ def test_a_departure_racing_a_supervisors_completion_moves_the_person_once(race_
         )
         db.session.remove()
     assert statuses == {"completed"}
+
+
+def test_arrivals_and_departures_racing_in_one_dwelling_keep_the_figures_exact(race_app, admin):
+    """Departures and arrivals at once in one dwelling: the kept figures equal a rebuild."""
+    from anjuka.stats.models import AreaTotal, DwellingFigure
+    from anjuka.stats.operations import rebuild
+
+    code, (dwelling,) = _area_with_dwellings(race_app, 1, usable_area_m2=400, rooms=40)
+    client = race_app.test_client()
+    staying = []
+    for _ in range(DESKS // 2):
+        arrived = client.post(
+            "/api/v1/residences", json=_arrival(dwelling, _number()), headers=admin
+        )
+        assert arrived.status_code == 201, arrived.json
+        staying.append(arrived.json["id"])
+    calls = [
+        (f"/api/v1/residences/{rid}/departure", {"departed_on": today().isoformat()})
+        for rid in staying
+    ] + [("/api/v1/residences", _arrival(dwelling, _number())) for _ in range(DESKS // 2)]
+    outcomes = _race_calls(race_app, admin, calls)
+    assert sorted(outcomes) == sorted([(200, None)] * (DESKS // 2) + [(201, None)] * (DESKS // 2))
+
+    def figures() -> tuple:
+        db.session.expire_all()
+        return (
+            sorted(db.session.execute(sa.select(AreaTotal.area_id, AreaTotal.residents)).all()),
+            sorted(
+                db.session.execute(
+                    sa.select(
+                        DwellingFigure.dwelling_id,
+                        DwellingFigure.capacity,
+                        DwellingFigure.over_capacity,
+                    )
+                ).all()
+            ),
+        )
+
+    with race_app.app_context():
+        kept = figures()
+        rebuild()
+        db.session.commit()
+        assert kept == figures()
+        db.session.remove()
+    assert _current_residents(race_app, [dwelling]) == DESKS // 2

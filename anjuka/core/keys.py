@@ -20,9 +20,12 @@ import json
 import os
 import secrets
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -124,49 +127,91 @@ class KeyInfo:
 
 @dataclass(frozen=True)
 class KeyRing:
-    """The loaded key material."""
+    """The loaded key material.
+
+    Decoded keys and the objects built from them (signing keys) are made once
+    per ring and kept: a request or an import row never decodes base64 or
+    parses a key again. Each cached value remembers the part of the document
+    it was made from and is made again when that part differs, so a ring
+    whose document is changed in place still answers with its current keys.
+    A rotation on disk reaches a process when it loads the file again (a
+    restart, docs/keys.md), which makes a new ring with empty caches.
+    """
 
     path: Path
     document: dict
+    _cache: dict[str, tuple[Any, Any]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def _cached(self, name: str, source: Any, make: Callable[[], Any]) -> Any:
+        """``make()``, kept while ``source`` (the document part it reads) is unchanged."""
+        hit = self._cache.get(name)
+        if hit is not None and (hit[0] is source or hit[0] == source):
+            return hit[1]
+        value = make()
+        self._cache[name] = (_snapshot(source), value)
+        return value
 
     @property
     def secret_key(self) -> str:
         return self.document["secret_key"]
 
-    def _ring(self, family: str) -> tuple[str, dict[str, bytes]]:
+    def _ring(self, family: str) -> tuple[str, Mapping[str, bytes]]:
         ring = self.document[family]
-        return str(ring["active"]), {k: _unb64(v) for k, v in ring["keys"].items()}
+        source = (ring["active"], ring["keys"])
+
+        def make() -> tuple[str, Mapping[str, bytes]]:
+            keys = {k: _unb64(v) for k, v in ring["keys"].items()}
+            return str(ring["active"]), MappingProxyType(keys)
+
+        return self._cached(family, source, make)
 
     @property
-    def encryption(self) -> tuple[str, dict[str, bytes]]:
+    def encryption(self) -> tuple[str, Mapping[str, bytes]]:
         return self._ring("encryption")
 
     @property
-    def blind_index(self) -> tuple[str, dict[str, bytes]]:
+    def blind_index(self) -> tuple[str, Mapping[str, bytes]]:
         return self._ring("blind_index")
 
     @property
-    def card_master(self) -> tuple[str, dict[str, bytes]]:
+    def card_master(self) -> tuple[str, Mapping[str, bytes]]:
         return self._ring("card_master")
 
     @property
     def webhook_key(self) -> bytes:
-        return _unb64(self.document["webhook"])
+        raw = self.document["webhook"]
+        return self._cached("webhook", raw, lambda: _unb64(raw))
 
     @property
     def active_signing_key_id(self) -> int:
         return int(self.document["signing"]["active"])
 
+    def _signing_entries(self) -> dict:
+        return self.document["signing"]["keys"]
+
     def signing_private_key(self, key_id: int | None = None) -> Ed25519PrivateKey:
         kid = self.active_signing_key_id if key_id is None else key_id
-        entry = self.document["signing"]["keys"][str(kid)]
-        return Ed25519PrivateKey.from_private_bytes(_unb64(entry["private"]))
+        raw = self._signing_entries()[str(kid)]["private"]
+        return self._cached(
+            f"signing.private.{kid}",
+            raw,
+            lambda: Ed25519PrivateKey.from_private_bytes(_unb64(raw)),
+        )
 
-    def signing_public_keys(self) -> dict[int, Ed25519PublicKey]:
-        return {
-            int(kid): Ed25519PublicKey.from_public_bytes(_unb64(entry["public"]))
-            for kid, entry in self.document["signing"]["keys"].items()
-        }
+    def signing_public_keys(self) -> Mapping[int, Ed25519PublicKey]:
+        entries = self._signing_entries()
+        return self._cached(
+            "signing.public",
+            entries,
+            lambda: MappingProxyType(
+                {
+                    int(kid): Ed25519PublicKey.from_public_bytes(_unb64(entry["public"]))
+                    for kid, entry in entries.items()
+                }
+            ),
+        )
 
     def key_ids(self, family: str) -> list[KeyInfo]:
         """The ids of ``family``'s keys, oldest first, and when each was made active."""
@@ -187,11 +232,24 @@ class KeyRing:
             )
         return sorted(out, key=lambda k: (len(k.key_id), k.key_id))
 
-    def signing_public_keys_raw(self) -> dict[int, bytes]:
-        return {
-            int(kid): _unb64(entry["public"])
-            for kid, entry in self.document["signing"]["keys"].items()
-        }
+    def signing_public_keys_raw(self) -> Mapping[int, bytes]:
+        entries = self._signing_entries()
+        return self._cached(
+            "signing.public_raw",
+            entries,
+            lambda: MappingProxyType(
+                {int(kid): _unb64(entry["public"]) for kid, entry in entries.items()}
+            ),
+        )
+
+
+def _snapshot(source: Any) -> Any:
+    """A copy of a document part deep enough that a later change in place is seen."""
+    if isinstance(source, dict):
+        return {k: _snapshot(v) for k, v in source.items()}
+    if isinstance(source, tuple):
+        return tuple(_snapshot(v) for v in source)
+    return source
 
 
 def load_keyring(config: Config) -> KeyRing:

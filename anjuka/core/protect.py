@@ -11,6 +11,7 @@ with the key id so that a rotation can re-index row by row.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -36,6 +37,18 @@ class RecordTampered(AppError):
     code = "record_tampered"
 
 
+@functools.lru_cache(maxsize=64)
+def _aead(key: bytes) -> AESGCM:
+    """The cipher for ``key``, made once per key (keyed by the key's bytes, so rotation-safe)."""
+    return AESGCM(key)
+
+
+@functools.lru_cache(maxsize=64)
+def _mac_base(key: bytes) -> hmac.HMAC:
+    """An HMAC-SHA256 with ``key`` and no message yet, copied for every index."""
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
 def _associated(purpose: str, binding: str) -> bytes:
     return f"{purpose}\x00{binding}".encode()
 
@@ -55,7 +68,7 @@ def encrypt(plaintext: str, purpose: str, binding: str) -> bytes:
     """Encrypt ``plaintext`` under the active key, bound to ``purpose`` and its row."""
     key_id, keys = keyring().encryption
     nonce = os.urandom(12)
-    sealed = AESGCM(keys[key_id]).encrypt(nonce, plaintext.encode(), _associated(purpose, binding))
+    sealed = _aead(keys[key_id]).encrypt(nonce, plaintext.encode(), _associated(purpose, binding))
     return key_id.encode() + _BOUND + nonce + sealed
 
 
@@ -72,7 +85,7 @@ def decrypt(ciphertext: bytes, purpose: str, binding: str) -> str:
     if key is None:
         raise RecordTampered(f"A stored value names an unknown key {key_id!r}.")
     try:
-        return AESGCM(key).decrypt(rest[:12], rest[12:], associated).decode()
+        return _aead(key).decrypt(rest[:12], rest[12:], associated).decode()
     except InvalidTag:
         log.error("integrity check failed: %s of %s", purpose, binding)
         raise RecordTampered(
@@ -95,8 +108,9 @@ def blind_index(value: str, purpose: str, key_id: str | None = None) -> str:
     """Keyed index of ``value``: equal inputs match, the index reveals nothing."""
     active, keys = keyring().blind_index
     kid = key_id or active
-    mac = hmac.new(keys[kid], f"{purpose}\x00{value}".encode(), hashlib.sha256).hexdigest()
-    return f"{kid}:{mac}"
+    mac = _mac_base(keys[kid]).copy()
+    mac.update(f"{purpose}\x00{value}".encode())
+    return f"{kid}:{mac.hexdigest()}"
 
 
 def blind_index_candidates(value: str, purpose: str) -> list[str]:

@@ -34,6 +34,8 @@ from anjuka.dwellings.schemas import (
 blp = Blueprint("dwellings", __name__, description="Rental dwellings and estates")
 READERS = ("supervisor", "officer", "manager")
 WRITERS = ("supervisor", "manager")
+#: Built once: given a class, webargs would build the schema again for every request.
+REVEAL_QUERY = RevealQuerySchema()
 
 
 def measured(dwellings: list[Dwelling], *, reveal: bool = False) -> list[Dwelling]:
@@ -105,7 +107,7 @@ def list_dwellings(query: dict, pagination_parameters):
 
 
 @blp.route("/dwellings/<int:dwelling_id>", methods=["GET"])
-@blp.arguments(RevealQuerySchema, location="query")
+@blp.arguments(REVEAL_QUERY, location="query")
 @blp.response(200, DwellingSchema)
 @requires(*READERS)
 def get_dwelling(query: dict, dwelling_id: int):

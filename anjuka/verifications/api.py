@@ -36,12 +36,14 @@ blp = Blueprint("verifications", __name__, description="Patrol checks (查验) a
 PATROL = ("officer", "supervisor")
 #: Below this size compressing the bundle is not worth a CPU's while.
 GZIP_MIN_BYTES = 1024
+#: Built once: given a class, webargs would build the schema again for every request.
+VERIFICATION_ARGUMENTS = VerificationSchema()
 
 
 @blp.route("/verifications", methods=["POST"])
 @idempotent
 @document_lookups
-@blp.arguments(VerificationSchema)
+@blp.arguments(VERIFICATION_ARGUMENTS)
 @blp.response(201, VerificationResultSchema)
 @blp.alt_response(200, schema=VerificationResultSchema, description="an upload seen before")
 @requires(*PATROL)

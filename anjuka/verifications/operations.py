@@ -26,6 +26,7 @@ from __future__ import annotations
 import hmac
 import math
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -235,7 +236,7 @@ def check_chip(
     return check
 
 
-def _verifies(record: bytes, uid_hex: str, keys: dict) -> bool:
+def _verifies(record: bytes, uid_hex: str, keys: Mapping) -> bool:
     try:
         verify_record(record, bytes.fromhex(uid_hex), keys)
     except (RecordFormatError, UnknownKeyError, BadSignatureError):

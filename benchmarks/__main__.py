@@ -16,6 +16,8 @@ run:
   aggregates in hand-written SQL over the registry's tables;
 * verification and arrivals under gunicorn (the shipped settings), against
   bare Flask endpoints on the same settings (benchmarks/under_gunicorn.py);
+* the audit chain: arrivals from 16 desks in one area (one chain, one
+  area's figures) against 16 desks in 16 areas (under_gunicorn.audit_chain);
 * statements per request: arrival, departure, dwelling page, card issue,
   verification and the list endpoints (tests/perf/sqlcount.py);
 * import peak memory at two file sizes (``S / 10`` and ``S``), each import in
@@ -402,6 +404,7 @@ def measure(scale: float, seed: int, admin_url: str, served_requests: int = 300)
             db.engine.dispose()
         verified = under_gunicorn.verification(app, url, workdir, served_requests)
         arrived = under_gunicorn.arrivals(app, url, workdir, served_requests)
+        chained = under_gunicorn.audit_chain(app, url, workdir, served_requests)
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
@@ -455,6 +458,7 @@ def measure(scale: float, seed: int, admin_url: str, served_requests: int = 300)
             shown["app"] / shown["reference"] <= 2,
         ),
         *served_rows(verified, arrived),
+        *chain_rows(chained),
         row(
             "import peak memory, S vs S/10",
             f"{imported['peak_growth'] / 2**20:,.1f} MiB vs {small['peak_growth'] / 2**20:,.1f} MiB"
@@ -498,6 +502,7 @@ def measure(scale: float, seed: int, admin_url: str, served_requests: int = 300)
         "dashboard": shown,
         "verification": verified,
         "arrivals": arrived,
+        "audit_chain": chained,
         "statements": counts,
     }
 
@@ -542,6 +547,33 @@ def served_rows(verified: dict, arrived: dict) -> list[dict]:
             None,
             "0",
             arrived["violations"] == 0,
+        ),
+    ]
+
+
+def chain_rows(chained: dict) -> list[dict]:
+    """The audit chain's row: 16 desks in one area against 16 desks in 16 areas."""
+    name = "arrivals, 16 desks in one area vs in 16 areas (audit chain, gunicorn)"
+    if "skipped" in chained:
+        return [row(name, chained["skipped"], None, "—", None)]
+    one, spread = chained["one"], chained["spread"]
+    return [
+        row(
+            name,
+            f"{one['rate']:,.0f}/s vs {spread['rate']:,.0f}/s ({chained['requests']} requests"
+            f" each side; app {one['statuses']} and {spread['statuses']};"
+            f" p99 {one['p99_ms']:,.0f} vs {spread['p99_ms']:,.0f} ms)",
+            one["rate"] / spread["rate"],
+            "— (measured)",
+            None,
+        ),
+        row(
+            "capacity violations after the audit chain's arrivals",
+            f"{chained['violations']} of the dwellings that took the"
+            f" {chained['registered']:,} arrivals",
+            None,
+            "0",
+            chained["violations"] == 0,
         ),
     ]
 

@@ -277,3 +277,85 @@ def arrivals(app: Flask, url: str, workdir: Path, requests_total: int) -> dict:
         ).fetchone()[0]
         found["violations"] = conn.execute(VIOLATIONS_SQL, {"after": after}).fetchone()[0]
     return found
+
+
+def audit_chain(app: Flask, url: str, workdir: Path, requests_total: int) -> dict:
+    """Arrivals from 16 desks spread over 16 areas, against 16 desks in one area.
+
+    Each area's events form one audit chain whose head row every arrival
+    locks until it commits (anjuka.audit.operations), as it updates the
+    area's figures: desks in one area take turns there, desks in different
+    areas do not. ``spread``: the requests go round the 16 areas with the
+    most room after the biggest, so the 16 requests in flight are in 16
+    chains; ``one``: every request goes to a dwelling of the area with the
+    most room. Same server, same desk, same number of requests (as many as
+    the smaller side has room for).
+    """
+    from anjuka.core.time import local_today
+
+    suffix, city = _users(app)
+    with psycopg.connect(url) as conn:
+        room = conn.execute(ROOM_SQL, {"subtree": f"{city}%"}).fetchall()
+        area_of = dict(
+            conn.execute(
+                "SELECT id, area_id FROM dwellings WHERE id = ANY(%s)", ([d for d, _ in room],)
+            ).fetchall()
+        )
+        after = conn.execute("SELECT COALESCE(max(id), 0) FROM residences").fetchone()[0]
+    by_area: dict[int, list[int]] = {}
+    for dwelling, free in room:
+        by_area.setdefault(area_of[dwelling], []).extend([dwelling] * free)
+    ranked = sorted(by_area.values(), key=len, reverse=True) + [[], []]
+    one, spread = ranked[0], [places for places in ranked[1 : 1 + CLIENTS] if places]
+    warm = CLIENTS  # the warm-up (one arrival per client) takes places too
+    # Round the areas: at city scale every area has room for its share; in a
+    # tiny city the last requests go to the areas that still have some.
+    rounds = [
+        places[i]
+        for i in range(len(max(spread, key=len, default=[])))
+        for places in spread
+        if i < len(places)
+    ]
+    per_request = min(requests_total, len(one) - warm, len(rounds) - warm)
+    found: dict = {"areas": {"one": 1, "spread": len(spread)}, "requests": per_request}
+    if per_request <= 0:
+        found["skipped"] = "not enough room in one area for the requests at this scale"
+        return found
+    total = per_request + warm
+    sides = {
+        "one": one[:total],
+        "spread": rounds[:total],
+    }
+    today = local_today().isoformat()
+    base_serial = random.Random(5).randrange(10_000) * 1000  # the arrivals row's persons
+    serials = {
+        "spread": (base_serial + 2_000_000) % 10_000_000,
+        "one": (base_serial + 4_000_000) % 10_000_000,
+    }
+    env = _environment(url, workdir)
+    with gunicorn("anjuka:create_app()", str(SHIPPED), env, workdir / "chain.log", "/api/") as base:
+        headers = _token(base, f"bench-desk-{suffix}")
+        for side in ("spread", "one"):
+            places, serial = sides[side], serials[side]
+            found[side] = load(
+                f"{base}/api/v1/residences",
+                lambda n, places=places, serial=serial: {
+                    "dwelling_id": places[n],
+                    "arrived_on": today,
+                    "person": {
+                        "document_type": "resident_id",
+                        "document_number": _id_number(serial + n),
+                        "name": "李四",
+                    },
+                },
+                headers=headers,
+                clients=CLIENTS,
+                requests_total=per_request,
+                warmup=1,
+            )
+    with psycopg.connect(url) as conn:
+        found["registered"] = conn.execute(
+            "SELECT count(*) FROM residences WHERE id > %s", (after,)
+        ).fetchone()[0]
+        found["violations"] = conn.execute(VIOLATIONS_SQL, {"after": after}).fetchone()[0]
+    return found

@@ -1,4 +1,4 @@
-"""``benchmarks/run`` at a tiny scale: it runs to the end and writes its table as JSON."""
+"""``benchmarks/run`` at a tiny scale (0.001): it runs to the end and writes its table as JSON."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_the_benchmark_runs_and_writes_every_row(tmp_path):
             "-m",
             "benchmarks",
             "--scale",
-            "0.0002",
+            "0.001",  # the smallest city with room in one area for the audit chain row
             "--requests",
             "20",
             "--json",
@@ -80,4 +80,14 @@ def test_the_benchmark_runs_and_writes_every_row(tmp_path):
     assert result["arrivals"]["registered"] >= 20
     assert result["arrivals"]["violations"] == 0
     assert rows["capacity violations after the arrivals"]["result"] == "pass"
+    # The audit chain's arrivals: 16 desks in one area, then spread over the areas.
+    chained = result["audit_chain"]
+    assert chained["areas"]["spread"] > 1, chained
+    for side in ("one", "spread"):
+        assert chained[side]["requests"] == chained["requests"] > 0, chained
+        assert set(chained[side]["statuses"]) == {"201"}, chained
+    assert chained["registered"] == 2 * (chained["requests"] + 16)  # and one warm-up each
+    assert chained["violations"] == 0
+    chain_row = rows["arrivals, 16 desks in one area vs in 16 areas (audit chain, gunicorn)"]
+    assert chain_row["ratio"] > 0
     assert "| import rate vs raw COPY |" in done.stdout

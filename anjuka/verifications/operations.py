@@ -280,12 +280,24 @@ def _distance_km(lat1: Decimal, lon1: Decimal, lat2: Decimal, lon2: Decimal) -> 
     return 2 * 6371.0 * math.asin(math.sqrt(a))
 
 
-def _city(dwelling: Dwelling) -> str:
-    """The top of the dwelling's area tree (the city)."""
-    return dwelling.area.ancestor_codes[0]
+def _city(path: str) -> str:
+    """The top of an area path (the city): "/3302/330203/" → "3302"."""
+    return path.strip("/").split("/", 1)[0]
 
 
-def too_far_apart(place: Place, other: Inspection) -> bool:
+@dataclass(frozen=True)
+class Sighting:
+    """An earlier check of the card: as much of its inspection as the travel rule reads."""
+
+    inspection_id: int
+    checked_at: datetime
+    latitude: Decimal | None
+    longitude: Decimal | None
+    #: The city of the dwelling it was checked at, if one was named.
+    city: str | None
+
+
+def too_far_apart(place: Place, other: Sighting) -> bool:
     """Whether one card could not have been at both places in the time between.
 
     With positions at both checks: more than ``MIN_DISTANCE_KM`` apart at
@@ -307,23 +319,66 @@ def too_far_apart(place: Place, other: Inspection) -> bool:
     ):
         km = _distance_km(place.latitude, place.longitude, other.latitude, other.longitude)
         return km >= MIN_DISTANCE_KM and km / max(hours, 1 / 60) > MAX_SPEED_KMH
-    if place.dwelling is not None and other.dwelling is not None:
-        return _city(place.dwelling) != _city(other.dwelling)
+    if place.dwelling is not None and other.city is not None:
+        return _city(place.dwelling.area.path) != other.city
     return False
 
 
-def _impossible_travel(card: Card, place: Place) -> Inspection | None:
-    nearby = db.session.scalars(
-        sa.select(Inspection)
+def _impossible_travel(card: Card, place: Place) -> int | None:
+    """The id of an inspection of ``card`` too far from ``place`` for the time between.
+
+    Only the checks that could be too far are read, and only the columns the
+    rule needs: a card checked again and again at one spot (a checkpoint)
+    costs one indexed look-up that finds nothing, however often it was seen.
+    """
+    positioned = place.latitude is not None and place.longitude is not None
+    if not positioned and place.dwelling is None:
+        return None  # nothing to compare: no position, no dwelling
+    could_be_far = []
+    if positioned:  # a position elsewhere (the same spot is never too far)
+        could_be_far.append(
+            sa.and_(
+                Inspection.latitude.is_not(None),
+                sa.or_(
+                    Inspection.latitude != place.latitude,
+                    Inspection.longitude != place.longitude,
+                ),
+            )
+        )
+    if place.dwelling is not None:  # a dwelling in another city, where positions cannot tell
+        another_city = sa.and_(
+            Inspection.dwelling_id.is_not(None),
+            sa.not_(Area.path.startswith(f"/{_city(place.dwelling.area.path)}/", autoescape=True)),
+        )
+        could_be_far.append(
+            sa.and_(Inspection.latitude.is_(None), another_city) if positioned else another_city
+        )
+    rows = db.session.execute(
+        sa.select(
+            Inspection.id,
+            Inspection.checked_at,
+            Inspection.latitude,
+            Inspection.longitude,
+            Area.path,
+        )
+        .outerjoin(Dwelling, Dwelling.id == Inspection.dwelling_id)
+        .outerjoin(Area, Area.id == Dwelling.area_id)
         .where(
             Inspection.card_id == card.id,
             Inspection.input_kind != "document",  # the card itself was there
             Inspection.checked_at >= place.checked_at - TRAVEL_WINDOW,
             Inspection.checked_at <= place.checked_at + TRAVEL_WINDOW,
+            sa.or_(*could_be_far),
         )
         .order_by(Inspection.checked_at.desc())
     )
-    return next((other for other in nearby if too_far_apart(place, other)), None)
+    for inspection_id, checked_at, latitude, longitude, path in rows:
+        seen = Sighting(
+            inspection_id, checked_at, latitude, longitude, None if path is None else _city(path)
+        )
+        if too_far_apart(place, seen):
+            return inspection_id
+    return None
 
 
 def _was_revoked(card: Card, at: datetime) -> bool:
@@ -333,8 +388,8 @@ def _was_revoked(card: Card, at: datetime) -> bool:
     return revoked_at is None or revoked_at <= at
 
 
-def judge(check: Check, place: Place) -> Inspection | None:
-    """Apply the rules after the chip's verdict; returns a conflicting inspection, if any."""
+def judge(check: Check, place: Place) -> int | None:
+    """Apply the rules after the chip's verdict; returns a conflicting inspection's id, if any."""
     if check.decided:
         return None
     card = check.card
@@ -461,7 +516,7 @@ def _raise_alerts(
     check: Check,
     place: Place,
     inspection: Inspection,
-    elsewhere: Inspection | None,
+    elsewhere: int | None,
 ) -> list[dict]:
     raised = []
     area_id = inspection.area_id
@@ -497,7 +552,7 @@ def _raise_alerts(
                 "result": check.result,
                 "reason": check.reason,
                 "uid": check.uid,
-                "other_inspection_id": None if elsewhere is None else elsewhere.id,
+                "other_inspection_id": elsewhere,
             },
             at=at,
         ).alert

@@ -313,6 +313,27 @@ def test_positions_decide_when_given(client, patrol):
     assert (answer["result"], answer["reason"]) == ("clone_suspected", "impossible_travel")
 
 
+def test_cities_decide_where_one_check_has_no_position(client, patrol, create_user):
+    card = patrol["card"]
+    admin = create_user("admin")
+    # At the checkpoint, the same spot over and over: never too far from itself.
+    for _ in range(3):
+        at_home = verify(
+            client,
+            admin,
+            **chip(card, dwelling_id=patrol["home"], latitude=29.87, longitude=121.55),
+        )
+        assert at_home["result"] == "valid"
+    # Then a dwelling in another city, with no position: only the cities can tell.
+    answer = verify(client, admin, **chip(card, dwelling_id=patrol["far"]))
+    assert (answer["result"], answer["reason"]) == ("clone_suspected", "impossible_travel")
+    [alert] = alerts_of("clone_suspected")
+    assert alert.details["other_inspection_id"] == at_home["inspection_id"]
+    # A position with no dwelling says nothing about cities, and is far from none.
+    lone = verify(client, admin, **chip(card, latitude=29.87, longitude=121.55))
+    assert lone["result"] != "clone_suspected"
+
+
 def test_scope(client, patrol, create_user):
     outsider = patrol["outsider"]
     answer = verify(client, outsider, card_no=patrol["card"].card_no)

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 import time_machine
+from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 from throwaway_db import throwaway_database
@@ -97,6 +98,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def registry_instant() -> datetime | None:
     """The real clock, unless the test is marked ``registry_clock`` (then each instant above)."""
     return None
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2id with small parameters: the same algorithm, fast enough for many users.
+
+    The shipped parameters (argon2-cffi's defaults, about 0.2 s a hash here)
+    would cost 0.4 s for each user a test makes and signs in. The processes
+    the tests start (gunicorn, the CLI) keep them.
+    """
+    from anjuka.auth import operations
+
+    monkeypatch.setattr(
+        operations, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
 
 
 @pytest.fixture(autouse=True)

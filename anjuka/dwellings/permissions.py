@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import ColumnElement
@@ -43,18 +45,25 @@ def estate_filter(identity: Identity) -> ColumnElement[bool]:
     return sa.or_(*clauses) if clauses else sa.false()
 
 
+@functools.cache
+def _dwelling_with_area_path() -> sa.Select:
+    """A dwelling (``:dwelling_id``) with the areas of its path: built once, then reused.
+
+    Built afresh for each request, the recursive CTE's construction cost more
+    Python than the rest of the look-up.
+    """
+    dwelling_id = sa.bindparam("dwelling_id", type_=sa.Integer)
+    own = sa.select(Dwelling.area_id).where(Dwelling.id == dwelling_id).scalar_subquery()
+    return sa.select(Dwelling, Area).join(Area, in_area_path(own)).where(Dwelling.id == dwelling_id)
+
+
 def get_dwelling_or_404(dwelling_id: int, *, for_update: bool = False) -> Dwelling:
     """Fetch a dwelling the caller may see, or 404 (optionally locking its row)."""
     identity = require_identity()
-    own = sa.select(Dwelling.area_id).where(Dwelling.id == dwelling_id).scalar_subquery()
-    query = (
-        sa.select(Dwelling, Area)
-        .join(Area, in_area_path(own))
-        .where(Dwelling.id == dwelling_id, dwelling_filter(identity))
-    )
+    query = _dwelling_with_area_path().where(dwelling_filter(identity))
     if for_update:
         query = query.with_for_update(of=Dwelling).execution_options(populate_existing=True)
-    rows = db.session.execute(query).all()
+    rows = db.session.execute(query, {"dwelling_id": dwelling_id}).all()
     if not rows:
         raise NotFound(f"No dwelling {dwelling_id}.", code="dwelling_not_found")
     return keep_area_path(rows[0][0], [row[1] for row in rows])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 from flask_smorest import Blueprint
 from sqlalchemy.orm import selectinload
@@ -47,21 +49,28 @@ DESKS = ("manager", "supervisor")
 READERS = ("manager", "supervisor", "officer")
 
 
-def get_residence_or_404(residence_id: int, *, for_update: bool = False) -> Residence:
-    """A residence in a dwelling the caller may see, or 404."""
-    # With its dwelling and the dwelling's area path, in the same statement.
+@functools.cache
+def _residence_with_dwelling() -> sa.Select:
+    """A residence (``:residence_id``), its dwelling and the dwelling's area path: built once."""
+    residence_id = sa.bindparam("residence_id", type_=sa.Integer)
     own = (
         sa.select(Dwelling.area_id)
         .join(Residence, Residence.dwelling_id == Dwelling.id)
         .where(Residence.id == residence_id)
         .scalar_subquery()
     )
-    query = (
+    return (
         sa.select(Residence, Dwelling, Area)
         .join(Dwelling, Residence.dwelling_id == Dwelling.id)
         .join(Area, in_area_path(own))
-        .where(Residence.id == residence_id, dwelling_filter(require_identity()))
+        .where(Residence.id == residence_id)
     )
+
+
+def get_residence_or_404(residence_id: int, *, for_update: bool = False) -> Residence:
+    """A residence in a dwelling the caller may see, or 404."""
+    # With its dwelling and the dwelling's area path, in the same statement.
+    query = _residence_with_dwelling().where(dwelling_filter(require_identity()))
     if for_update:
         # The dwelling too: its residents are counted under that lock (an
         # arrival's capacity verdict, the statistics), so a departure and an
@@ -69,7 +78,7 @@ def get_residence_or_404(residence_id: int, *, for_update: bool = False) -> Resi
         query = query.with_for_update(of=(Residence, Dwelling)).execution_options(
             populate_existing=True
         )
-    rows = db.session.execute(query).all()
+    rows = db.session.execute(query, {"residence_id": residence_id}).all()
     if not rows:
         raise NotFound(f"No residence {residence_id}.", code="residence_not_found")
     residence, dwelling = rows[0][0], rows[0][1]

@@ -11,10 +11,7 @@ both sides of each ratio alike.
 
 from __future__ import annotations
 
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -26,51 +23,19 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
-SHIPPED = REPO / "gunicorn.conf.py"
+# The tests' launcher (tests/served.py), shared: the benchmark serves as the tests do.
+sys.path.insert(0, str(REPO / "tests"))
+from served import SHIPPED as SHIPPED  # noqa: E402
+from served import serve  # noqa: E402
+
 BARE = "python:benchmarks.gunicorn_bare"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager
 def gunicorn(app: str, config: str, env: dict[str, str], log: Path, ready: str) -> Iterator[str]:
     """Serve ``app`` with ``config``; its base URL once ``ready`` (a path) answers."""
-    port = free_port()
-    with log.open("w") as output:
-        server = subprocess.Popen(  # noqa: S603 (this virtualenv's gunicorn)
-            [GUNICORN, "-c", config, "--bind", f"127.0.0.1:{port}", app],
-            cwd=REPO,
-            env={**os.environ, **env},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {log.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{base}{ready}", timeout=2).status_code < 500:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not answer: {log.read_text()[-3000:]}")
-            time.sleep(0.2)
+    with serve(app, config, env, log, ready=ready, start_within=90) as base:
         yield base
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def load(

@@ -19,6 +19,7 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+SHIPPED = REPO / "gunicorn.conf.py"
 
 
 def free_port() -> int:
@@ -35,36 +36,44 @@ def gunicorn(env: dict[str, str], log: Path, *, workers: int = 2) -> Iterator[st
     ``env`` configures the app as production's environment does; gunicorn's
     output goes to ``log``, which a failure to start shows.
     """
+    environment = {"ANJUKA_WORKERS": str(workers), "ANJUKA_THREADS": "2", **env}
+    with serve("anjuka:create_app()", SHIPPED, environment, log) as base:
+        yield base
+
+
+@contextmanager
+def serve(
+    app: str,
+    config: Path | str,
+    env: dict[str, str],
+    log: Path,
+    *,
+    ready: str = "/api/v1/openapi.json",
+    start_within: float = 60,
+) -> Iterator[str]:
+    """Serve the WSGI ``app`` with the gunicorn ``config`` on a free port; its base URL.
+
+    The URL is given once ``ready`` (a path) answers without a server error,
+    and gunicorn is stopped (SIGTERM, then SIGKILL after 40 s) afterwards.
+    ``benchmarks/`` serves its bare reference endpoints with it too.
+    """
     port = free_port()
-    environment = {
-        **os.environ,
-        "ANJUKA_WORKERS": str(workers),
-        "ANJUKA_THREADS": "2",
-        **env,
-    }
     with log.open("w") as output:
-        server = subprocess.Popen(
-            [
-                GUNICORN,
-                "-c",
-                str(REPO / "gunicorn.conf.py"),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "anjuka:create_app()",
-            ],
+        server = subprocess.Popen(  # noqa: S603 (this virtualenv's gunicorn)
+            [GUNICORN, "-c", str(config), "--bind", f"127.0.0.1:{port}", app],
             cwd=REPO,
-            env=environment,
+            env={**os.environ, **env},
             stdout=output,
             stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + start_within
         while True:
             if server.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {log.read_text()[-3000:]}")
             try:
-                if requests.get(f"{base}/api/v1/openapi.json", timeout=2).status_code == 200:
+                if requests.get(f"{base}{ready}", timeout=2).status_code < 500:
                     break
             except requests.ConnectionError:
                 pass

@@ -34,6 +34,7 @@ from anjuka.dwellings.operations import (
     occupancies,
 )
 from anjuka.residences.models import Residence
+from anjuka.residences.occupancy import occupancy_columns
 
 OCCUPANCY_KINDS = ("over_occupancy", "illegal_dwelling_occupied")
 _BATCH = 1000
@@ -87,7 +88,12 @@ def _live_alerts(dwelling_ids: list[int]) -> dict[tuple[str, int], Alert]:
 
 
 def evaluate(
-    dwellings: Iterable[Dwelling], *, trigger: str, raise_new: bool = True, repeat: bool = True
+    dwellings: Iterable[Dwelling],
+    *,
+    trigger: str,
+    raise_new: bool = True,
+    repeat: bool = True,
+    counted: dict[int, Occupancy] | None = None,
 ) -> None:
     """Raise or resolve the occupancy alerts of ``dwellings`` after ``trigger``.
 
@@ -95,13 +101,17 @@ def evaluate(
     fewer resident never makes a dwelling more crowded. With ``repeat`` false
     (a reconciliation) an alert already live is not raised again: its count
     and last sighting stay, only its facts are brought up to date.
+    ``counted`` gives dwellings' residents already counted in this
+    transaction; the others are counted here.
     """
     dwellings = list(dwellings)
     cache: dict = {}
     for start in range(0, len(dwellings), _BATCH):
         batch = dwellings[start : start + _BATCH]
         ids = [d.id for d in batch]
-        occupied = occupancies(ids)
+        given = counted or {}
+        occupied = {i: given[i] for i in ids if i in given}
+        occupied.update(occupancies([i for i in ids if i not in given]))
         live = _live_alerts(ids)
         # Every area's policy in one query for the batch, not one per area.
         effective_policies({d.area_id: d.area for d in batch}.values(), cache=cache)
@@ -199,9 +209,11 @@ def _policies() -> sa.CTE:
     )
 
 
-def candidates(area: Area) -> list[int]:
+def candidate_occupancies(area: Area) -> dict[int, Occupancy | None]:
     """The dwellings below ``area`` that the capacity rule may flag, or that hold a live alert.
 
+    Each with its current residents as counted in the same statement (None
+    for a dwelling found by its alert alone: it is counted when measured).
     One statement. A dwelling is a candidate when it holds anyone and may
     hold no one (illegal, not for rent), or when its current residents
     exceed the smaller of its area and room limits under the inherited
@@ -217,7 +229,17 @@ def candidates(area: Area) -> list[int]:
     in_subtree = sa.select(Area.id).where(Area.path.startswith(area.path, autoescape=True))
     policy = _policies()
     occupied = (
-        sa.select(Residence.dwelling_id, sa.func.count().label("residents"))
+        sa.select(
+            Residence.dwelling_id,
+            *(
+                column.label(name)
+                for column, name in zip(
+                    occupancy_columns(),
+                    ("residents", "minors", "family", "minor_family"),
+                    strict=True,
+                )
+            ),
+        )
         .where(Residence.departed_on.is_(None))
         .group_by(Residence.dwelling_id)
         .subquery("occupied")
@@ -231,7 +253,13 @@ def candidates(area: Area) -> list[int]:
     )
     residents = occupied.c.residents
     crowded = (
-        sa.select(Dwelling.id)
+        sa.select(
+            Dwelling.id,
+            occupied.c.residents,
+            occupied.c.minors,
+            occupied.c.family,
+            occupied.c.minor_family,
+        )
         .join(occupied, occupied.c.dwelling_id == Dwelling.id)
         .join(policy, policy.c.area_id == Dwelling.area_id)
         .where(
@@ -249,22 +277,33 @@ def candidates(area: Area) -> list[int]:
         Alert.status.in_(LIVE_STATUSES),
         Alert.area_id.in_(in_subtree),
     )
-    ids = set(db.session.scalars(crowded))
-    ids.update(int(i) for i in db.session.scalars(alerted))
-    return sorted(ids)
+    found: dict[int, Occupancy | None] = {
+        row[0]: Occupancy(row[1], row[2], row[3], row[4]) for row in db.session.execute(crowded)
+    }
+    for subject_id in db.session.scalars(alerted):
+        found.setdefault(int(subject_id), None)
+    return found
+
+
+def candidates(area: Area) -> list[int]:
+    """The ids of :func:`candidate_occupancies`, in order."""
+    return sorted(candidate_occupancies(area))
 
 
 def evaluate_subtree(area: Area, *, trigger: str) -> int:
     """Reconcile the occupancy alerts of every dwelling below ``area``; how many were examined.
 
-    One SQL statement finds the candidates (``candidates``): the dwellings
-    that may be over capacity and those with a live alert. Only they are
-    loaded and measured by the desk's rule, and an alert is raised for a
+    One SQL statement finds the candidates (``candidate_occupancies``): the
+    dwellings that may be over capacity, with their residents counted on the
+    way, and those with a live alert. Only they are loaded and measured by
+    the desk's rule, and an alert is raised for a
     candidate over capacity without one and resolved for one whose cause is
     gone; a live alert whose cause stands is not raised again
     (docs/alerts.md, "Reconciliation").
     """
-    ordered = candidates(area)
+    found = candidate_occupancies(area)
+    counted = {i: occupancy for i, occupancy in found.items() if occupancy is not None}
+    ordered = sorted(found)
     for start in range(0, len(ordered), _BATCH):
         chunk = ordered[start : start + _BATCH]
         dwellings = db.session.scalars(
@@ -273,7 +312,7 @@ def evaluate_subtree(area: Area, *, trigger: str) -> int:
             .order_by(Dwelling.id)
             .options(selectinload(Dwelling.area))
         ).all()
-        evaluate(dwellings, trigger=trigger, repeat=False)
+        evaluate(dwellings, trigger=trigger, repeat=False, counted=counted)
     return len(ordered)
 
 

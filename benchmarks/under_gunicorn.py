@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -170,6 +171,34 @@ def _cards(url: str, count: int) -> list[str]:
     return numbers
 
 
+def _arrival(places: list[int], serial: int, today: str, name: str) -> Callable[[int], dict]:
+    """The body of request ``n``: a new person (ID number ``serial + n``) into ``places[n]``."""
+
+    def body(n: int) -> dict:
+        return {
+            "dwelling_id": places[n],
+            "arrived_on": today,
+            "person": {
+                "document_type": "resident_id",
+                "document_number": _id_number(serial + n),
+                "name": name,
+            },
+        }
+
+    return body
+
+
+def _registered_since(url: str, after: int) -> dict[str, int]:
+    """Residences registered after residence ``after``, and the dwellings they overfilled."""
+    with psycopg.connect(url) as conn:
+        return {
+            "registered": conn.execute(
+                "SELECT count(*) FROM residences WHERE id > %s", (after,)
+            ).fetchone()[0],
+            "violations": conn.execute(VIOLATIONS_SQL, {"after": after}).fetchone()[0],
+        }
+
+
 def _environment(url: str, workdir: Path) -> dict[str, str]:
     instance = workdir / f"instance-served-{uuid.uuid4().hex[:6]}"
     instance.mkdir(parents=True)
@@ -241,17 +270,7 @@ def arrivals(app: Flask, url: str, workdir: Path, requests_total: int) -> dict:
     today = local_today().isoformat()
     serial = random.Random(5).randrange(10_000) * 1000  # born 1970 to 2000
 
-    def body(n: int) -> dict:
-        return {
-            "dwelling_id": places[n],
-            "arrived_on": today,
-            "person": {
-                "document_type": "resident_id",
-                "document_number": _id_number(serial + n),
-                "name": "张三",
-            },
-        }
-
+    body = _arrival(places, serial, today, "张三")
     env = _environment(url, workdir)
     found: dict = {"dwellings_with_room": len(room), "places": sum(f for _, f in room)}
     with gunicorn("anjuka:create_app()", str(SHIPPED), env, workdir / "app.log", "/api/") as base:
@@ -271,12 +290,7 @@ def arrivals(app: Flask, url: str, workdir: Path, requests_total: int) -> dict:
             requests_total=requests_total,
             warmup=2,
         )
-    with psycopg.connect(url) as conn:
-        found["registered"] = conn.execute(
-            "SELECT count(*) FROM residences WHERE id > %s", (after,)
-        ).fetchone()[0]
-        found["violations"] = conn.execute(VIOLATIONS_SQL, {"after": after}).fetchone()[0]
-    return found
+    return {**found, **_registered_since(url, after)}
 
 
 def audit_chain(app: Flask, url: str, workdir: Path, requests_total: int) -> dict:
@@ -339,23 +353,10 @@ def audit_chain(app: Flask, url: str, workdir: Path, requests_total: int) -> dic
             places, serial = sides[side], serials[side]
             found[side] = load(
                 f"{base}/api/v1/residences",
-                lambda n, places=places, serial=serial: {
-                    "dwelling_id": places[n],
-                    "arrived_on": today,
-                    "person": {
-                        "document_type": "resident_id",
-                        "document_number": _id_number(serial + n),
-                        "name": "李四",
-                    },
-                },
+                _arrival(places, serial, today, "李四"),
                 headers=headers,
                 clients=CLIENTS,
                 requests_total=per_request,
                 warmup=1,
             )
-    with psycopg.connect(url) as conn:
-        found["registered"] = conn.execute(
-            "SELECT count(*) FROM residences WHERE id > %s", (after,)
-        ).fetchone()[0]
-        found["violations"] = conn.execute(VIOLATIONS_SQL, {"after": after}).fetchone()[0]
-    return found
+    return {**found, **_registered_since(url, after)}

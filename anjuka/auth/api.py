@@ -73,22 +73,24 @@ def _failed(response: Response) -> bool:
 
 
 def _name_locked(limit: RequestLimit) -> Response:
+    seconds = retry_after(limit)
     if first_refusal(limit):
         operations.record_sign_in_locked(
             _typed_username(),
             failures=limit.limit.amount,
             limit=str(limit.limit),
-            retry_after=retry_after(limit),
+            retry_after=seconds,
         )
-    return throttled("sign_in_throttled", SIGN_IN_REFUSED, limit)
+    return throttled("sign_in_throttled", SIGN_IN_REFUSED, limit, seconds)
 
 
 def _address_locked(limit: RequestLimit) -> Response:
+    seconds = retry_after(limit)
     if first_refusal(limit):
         operations.record_address_throttled(
-            failures=limit.limit.amount, limit=str(limit.limit), retry_after=retry_after(limit)
+            failures=limit.limit.amount, limit=str(limit.limit), retry_after=seconds
         )
-    return throttled("sign_in_throttled", SIGN_IN_REFUSED, limit)
+    return throttled("sign_in_throttled", SIGN_IN_REFUSED, limit, seconds)
 
 
 # Shared by both ways of signing in, so a token and a session draw on one allowance.

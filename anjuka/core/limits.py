@@ -91,9 +91,17 @@ def first_refusal(request_limit: RequestLimit) -> bool:
     return limiter.storage.incr(marker, retry_after(request_limit)) == 1
 
 
-def throttled(code: str, message: str, request_limit: RequestLimit) -> Response:
-    """The 429 answer for a breached limit, in the contract's error shape."""
-    seconds = retry_after(request_limit)
+def throttled(
+    code: str, message: str, request_limit: RequestLimit, seconds: int | None = None
+) -> Response:
+    """The 429 answer for a breached limit, in the contract's error shape.
+
+    ``seconds`` is the wait already told elsewhere (an audit event): the
+    clock read once, so a second that passes in between cannot make the two
+    disagree.
+    """
+    if seconds is None:
+        seconds = retry_after(request_limit)
     response = jsonify(error_body(429, code, message, retry_after=seconds))
     response.status_code = 429
     response.headers["Retry-After"] = str(seconds)

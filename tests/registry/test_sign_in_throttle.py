@@ -75,6 +75,34 @@ def test_a_locked_out_attacker_does_not_lock_out_the_owner(client, create_user):
     assert locked.details["retry_after"] == body["retry_after"]
 
 
+def test_the_wait_audited_is_the_wait_answered_when_a_second_passes_between(
+    client, create_user, monkeypatch
+):
+    """The lock's audit event and its 429 read the clock once: a slow commit between
+    them (a second boundary crossed) cannot make them disagree."""
+    from anjuka.core import limits
+
+    class SlowClock:
+        """``time`` whose every reading is a second after the last."""
+
+        def __init__(self) -> None:
+            self.now = float(int(limits.time.time()))
+
+        def time(self) -> float:
+            self.now += 1
+            return self.now
+
+    user = create_user("admin")
+    for attempt in range(5):
+        assert _sign_in(client, user["username"], f"guess {attempt}").status_code == 401
+    monkeypatch.setattr(limits, "time", SlowClock())
+    refused = _sign_in(client, user["username"], user["password"])
+    body = assert_error_shape(refused, 429, "sign_in_throttled")
+    (locked,) = _events(action="auth.login_locked")
+    assert locked.details["retry_after"] == body["retry_after"]
+    assert refused.headers["Retry-After"] == str(body["retry_after"])
+
+
 def test_unknown_and_known_names_read_and_cost_the_same(app, client, create_user):
     user = create_user("auditor")
     from anjuka.auth import operations

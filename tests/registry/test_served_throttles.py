@@ -8,11 +8,7 @@ app exactly so (two workers, one trusted proxy) and attacks it over HTTP.
 
 from __future__ import annotations
 
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 from registry_helpers import ANJUKA_COMMAND, command_env
+from served import gunicorn
 
-REPO = Path(__file__).resolve().parents[2]
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 PASSWORD = "served correct horse"
 WORKERS = 2
 ATTACKER = "198.51.100.7"
@@ -44,12 +39,6 @@ class Served:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     instance = tmp_path / "instance"
@@ -67,42 +56,10 @@ def served(tmp_path: Path) -> Iterator[Served]:
             timeout=120,
         )
         assert done.returncode == 0, done.stderr
-    port = _free_port()
-    env.update(
-        ANJUKA_BIND=f"127.0.0.1:{port}",
-        ANJUKA_WORKERS=str(WORKERS),
-        ANJUKA_THREADS="2",
-        ANJUKA_TRUSTED_PROXIES="1",
-    )
+    env["ANJUKA_TRUSTED_PROXIES"] = "1"
     log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [GUNICORN, "-c", str(REPO / "gunicorn.conf.py"), "anjuka:create_app()"],
-            env=env,
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{url}/api/v1/openapi.json", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert server.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+    with gunicorn(env, log, workers=WORKERS) as url:
         yield Served(url, log)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def test_under_gunicorn_the_attacker_is_throttled_and_the_owner_is_not(served: Served):

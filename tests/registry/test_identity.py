@@ -215,6 +215,11 @@ def _table_text(table: sa.Table) -> str:
 def _raw_table_bytes(table: str) -> bytes:
     """What the database holds on disk for ``table`` (the whole file on SQLite)."""
     if db.engine.dialect.name == "sqlite":
+        # Close this process's connections first: opening and closing the file
+        # here would drop their POSIX locks, and the next process to finish
+        # with the database would then delete the WAL they still write to.
+        db.session.remove()
+        db.engine.dispose()
         path = Path(db.engine.url.database)
         wal = path.with_name(path.name + "-wal")
         return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -83,6 +83,36 @@ def insert_unless_taken(
         .returning(model)
     )
     return db.session.scalars(statement).one_or_none()
+
+
+def locked_batches(
+    model: type[M], *criteria: sa.ColumnElement[bool], batch: int
+) -> Iterator[Sequence[M]]:
+    """The rows of ``model`` that meet ``criteria``, ``batch`` at a time in id order.
+
+    Each batch is read afresh and locked (``FOR UPDATE``) when it is asked
+    for, so a writer meanwhile waits for it rather than being overwritten,
+    and the next batch starts after the last id of this one: a pass that
+    rewrites rows can flush or commit between batches, and one that stopped
+    is resumed by running it again.
+    """
+    mapper = sa.inspect(model)
+    key = mapper.primary_key[0]
+    attribute = mapper.get_property_by_column(key).key
+    last_id = 0
+    while True:
+        rows = db.session.scalars(
+            sa.select(model)
+            .where(key > last_id, *criteria)
+            .order_by(key)
+            .limit(batch)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).all()
+        if not rows:
+            return
+        last_id = getattr(rows[-1], attribute)
+        yield rows
 
 
 def _sqlite_serialised_writes(engine: sa.Engine) -> None:

@@ -13,7 +13,7 @@ from anjuka.areas.models import Area
 from anjuka.areas.operations import Policy, effective_policies, effective_policy
 from anjuka.audit import operations as audit
 from anjuka.core import signals
-from anjuka.core.db import db
+from anjuka.core.db import db, locked_batches
 from anjuka.core.errors import Conflict, InvalidInput
 from anjuka.core.security import Identity
 from anjuka.dwellings.models import PERSONAL_FIELDS, Dwelling, DwellingStatus, Estate
@@ -306,20 +306,8 @@ def reencrypt_landlords(batch: int = 1000, *, done: Callable[[int], None] | None
     from anjuka.core.protect import is_current
 
     changed = 0
-    last_id = 0
-    while True:
-        rows = db.session.scalars(
-            sa.select(Dwelling)
-            .where(Dwelling.id > last_id, Dwelling.landlord_phone_enc.is_not(None))
-            .order_by(Dwelling.id)
-            .limit(batch)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).all()
-        if not rows:
-            return changed
+    for rows in locked_batches(Dwelling, Dwelling.landlord_phone_enc.is_not(None), batch=batch):
         for dwelling in rows:
-            last_id = dwelling.id
             if dwelling.landlord_phone_enc is not None and not is_current(
                 dwelling.landlord_phone_enc
             ):
@@ -328,3 +316,4 @@ def reencrypt_landlords(batch: int = 1000, *, done: Callable[[int], None] | None
         db.session.flush()
         if done is not None:
             done(len(rows))
+    return changed

@@ -8,7 +8,7 @@ from datetime import date
 import sqlalchemy as sa
 
 from anjuka.audit import operations as audit
-from anjuka.core.db import db, insert_unless_taken
+from anjuka.core.db import db, insert_unless_taken, locked_batches
 from anjuka.core.errors import Conflict
 from anjuka.core.protect import blind_index, blind_index_candidates
 from anjuka.core.security import Identity
@@ -196,20 +196,8 @@ def reencrypt_all(batch: int = 1000, *, done: Callable[[int], None] | None = Non
 
     active_idx, _ = keyring().blind_index
     changed = 0
-    last_id = 0
-    while True:
-        rows = db.session.scalars(
-            sa.select(Person)
-            .where(Person.id > last_id, Person.anonymised_on.is_(None))
-            .order_by(Person.id)
-            .limit(batch)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).all()
-        if not rows:
-            return changed
+    for rows in locked_batches(Person, Person.anonymised_on.is_(None), batch=batch):
         for person in rows:
-            last_id = person.id
             if (
                 is_current(person.document_number_enc)
                 and (person.phone_enc is None or is_current(person.phone_enc))
@@ -225,3 +213,4 @@ def reencrypt_all(batch: int = 1000, *, done: Callable[[int], None] | None = Non
         db.session.flush()
         if done is not None:
             done(len(rows))
+    return changed

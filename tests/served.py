@@ -19,6 +19,7 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+ANJUKA = str(Path(sys.executable).with_name("anjuka"))
 SHIPPED = REPO / "gunicorn.conf.py"
 
 
@@ -27,6 +28,21 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def migrate_with_admin(env: dict[str, str], password: str) -> None:
+    """Migrate the database ``env`` names and make its ``admin``, as an operator does.
+
+    Both through the ``anjuka`` command, with the shipped password hashing.
+    """
+    for args, stdin in (
+        (["db", "upgrade"], None),
+        (["users", "create", "admin", "--role", "admin", "--password-stdin"], password),
+    ):
+        done = subprocess.run(  # noqa: S603 (this virtualenv's command)
+            [ANJUKA, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
 
 
 @contextmanager

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,11 +26,10 @@ import psycopg
 import pytest
 import requests
 from pg_cluster import Cluster, primary_cluster
-from served import gunicorn
+from served import ANJUKA, gunicorn, migrate_with_admin
 
 from anjuka.persons.identity import resident_id_check_char
 
-ANJUKA = str(Path(sys.executable).with_name("anjuka"))
 PASSWORD = "restart correct horse"
 DESKS = 4
 
@@ -146,14 +144,7 @@ def test_arrivals_through_a_postgresql_restart_commit_or_fail_retryably(
         "ANJUKA_INSTANCE_PATH": str(tmp_path / "instance"),
         "ANJUKA_DB_POOL_SIZE": "2",
     }
-    for args, stdin in (
-        (["db", "upgrade"], None),
-        (["users", "create", "admin", "--role", "admin", "--password-stdin"], PASSWORD),
-    ):
-        done = subprocess.run(
-            [ANJUKA, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, done.stderr
+    migrate_with_admin(env, PASSWORD)
 
     with gunicorn(env, tmp_path / "gunicorn.log", workers=2) as base:
         token = requests.post(

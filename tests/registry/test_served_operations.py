@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from registry_helpers import ANJUKA_COMMAND, command_env, today
-from served import REPO, gunicorn
+from registry_helpers import command_env, today
+from served import REPO, gunicorn, migrate_with_admin
 from test_operations import sample
 
 from anjuka.persons.identity import resident_id_check_char
@@ -54,19 +53,7 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("served-ops")
     env = command_env(f"sqlite:///{home / 'served.sqlite3'}", home / "instance")
-    for args, stdin in (
-        (["db", "upgrade"], None),
-        (["users", "create", "admin", "--role", "admin", "--password-stdin"], PASSWORD),
-    ):
-        done = subprocess.run(
-            [ANJUKA_COMMAND, *args],
-            env=env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
+    migrate_with_admin(env, PASSWORD)
     served_env = {k: v for k, v in env.items() if k.startswith("ANJUKA_")}
     served_env["ANJUKA_TRUSTED_PROXIES"] = "1"  # we play the TLS proxy on 127.0.0.1
     log = home / "gunicorn.log"

@@ -8,15 +8,14 @@ app exactly so (two workers, one trusted proxy) and attacks it over HTTP.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
-from registry_helpers import ANJUKA_COMMAND, command_env
-from served import gunicorn
+from registry_helpers import command_env
+from served import gunicorn, migrate_with_admin
 
 PASSWORD = "served correct horse"
 WORKERS = 2
@@ -43,19 +42,7 @@ class Served:
 def served(tmp_path: Path) -> Iterator[Served]:
     instance = tmp_path / "instance"
     env = command_env(f"sqlite:///{tmp_path / 'served.sqlite3'}", instance)
-    for args, stdin in (
-        (["db", "upgrade"], None),
-        (["users", "create", "admin", "--role", "admin", "--password-stdin"], PASSWORD),
-    ):
-        done = subprocess.run(
-            [ANJUKA_COMMAND, *args],
-            env=env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
+    migrate_with_admin(env, PASSWORD)
     env["ANJUKA_TRUSTED_PROXIES"] = "1"
     log = tmp_path / "gunicorn.log"
     with gunicorn(env, log, workers=WORKERS) as url:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from flask import Flask
 
 PG_ADMIN_URL = os.environ.get("ANJUKA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -31,3 +32,28 @@ def throwaway_database(backend: str, workdir: Path, prefix: str = "anjuka") -> I
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def app_on_own_database(workdir: Path, prefix: str, *, pool_size: int) -> Iterator[Flask]:
+    """An app with its tables on a PostgreSQL database of its own, for races.
+
+    ``pool_size`` connections, one for each racing thread and a few more;
+    the database is dropped afterwards.
+    """
+    from anjuka import create_app
+    from anjuka.config import Config
+    from anjuka.core.db import db
+
+    with throwaway_database("postgresql", workdir, prefix) as url:
+        app = create_app(
+            Config(instance_path=workdir, database_url=url, testing=True, db_pool_size=pool_size)
+        )
+        try:
+            with app.app_context():
+                db.create_all()
+                db.session.remove()
+            yield app
+        finally:
+            with app.app_context():
+                db.engine.dispose()

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import itertools
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import date
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from registry_helpers import PG_ADMIN_URL, today
+from registry_helpers import today
+from throwaway_db import app_on_own_database
 
-from anjuka import create_app
-from anjuka.config import Config
 from anjuka.core.db import db
 from anjuka.persons.identity import resident_id_check_char
 
@@ -35,28 +32,9 @@ _serials = itertools.count(1)
 @pytest.fixture(scope="module")
 def race_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     """An app on a PostgreSQL database of its own, with a connection for every retry."""
-    name = f"anjuka_idem_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    app = create_app(
-        Config(
-            instance_path=tmp_path_factory.mktemp("idem-race"),
-            database_url=url,
-            testing=True,
-            db_pool_size=RETRIES + 5,
-        )
-    )
-    try:
-        with app.app_context():
-            db.create_all()
-            db.session.remove()
+    workdir = tmp_path_factory.mktemp("idem-race")
+    with app_on_own_database(workdir, "anjuka_idem", pool_size=RETRIES + 5) as app:
         yield app
-    finally:
-        with app.app_context():
-            db.engine.dispose()
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

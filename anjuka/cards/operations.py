@@ -27,6 +27,7 @@ from anjuka.core import signals
 from anjuka.core.db import db
 from anjuka.core.errors import AppError, Conflict
 from anjuka.core.time import utcnow
+from anjuka.dwellings.models import Dwelling
 from anjuka.residences.models import Residence
 from cardreader.cardno import MAX_SERIAL, make_card_no
 from cardreader.record import AREA_CODE_SIZE
@@ -116,6 +117,29 @@ def _queue(card: Card, reader: Reader, kind: JobKind) -> CardJob:
     return job
 
 
+def _require_serving(reader: Reader, dwelling: Dwelling) -> None:
+    if not reader_serves(reader, dwelling):
+        raise Conflict(
+            f"Reader {reader.name!r} does not serve this dwelling.", code="reader_not_serving"
+        )
+
+
+def _queue_again(
+    card: Card, reader: Reader, kind: JobKind, action: str, **details: object
+) -> CardJob:
+    """A job of ``kind`` for a card already made, at a reader that serves its dwelling; audited."""
+    _require_serving(reader, card.residence.dwelling)
+    job = _queue(card, reader, kind)
+    audit.record(
+        action,
+        subject_type="card",
+        subject_id=card.card_no,
+        area_code=_area_code(card),
+        details={"reader_id": reader.id, "job_id": job.id, **details},
+    )
+    return job
+
+
 def issue_card(residence: Residence, reader: Reader) -> tuple[Card, CardJob]:
     """A pending card for a current residence and an issue job at ``reader``.
 
@@ -133,10 +157,7 @@ def issue_card(residence: Residence, reader: Reader) -> tuple[Card, CardJob]:
             card_status=existing.status,
         )
     dwelling = residence.dwelling
-    if not reader_serves(reader, dwelling):
-        raise Conflict(
-            f"Reader {reader.name!r} does not serve this dwelling.", code="reader_not_serving"
-        )
+    _require_serving(reader, dwelling)
     area_code = dwelling.area.code
     if len(area_code) > AREA_CODE_SIZE:
         raise Conflict(
@@ -186,19 +207,7 @@ def retry_issue(card: Card, reader: Reader) -> CardJob:
             code="job_in_progress",
             job_id=running.id,
         )
-    if not reader_serves(reader, card.residence.dwelling):
-        raise Conflict(
-            f"Reader {reader.name!r} does not serve this dwelling.", code="reader_not_serving"
-        )
-    job = _queue(card, reader, JobKind.ISSUE)
-    audit.record(
-        "card.issue_retry",
-        subject_type="card",
-        subject_id=card.card_no,
-        area_code=_area_code(card),
-        details={"reader_id": reader.id, "job_id": job.id},
-    )
-    return job
+    return _queue_again(card, reader, JobKind.ISSUE, "card.issue_retry")
 
 
 def revoke_card(card: Card, reason: str) -> Card:
@@ -265,19 +274,7 @@ def return_card(card: Card, reader: Reader) -> CardJob:
     running = open_job_of(card)
     if running is not None and running.kind == JobKind.ERASE:
         return running
-    if not reader_serves(reader, card.residence.dwelling):
-        raise Conflict(
-            f"Reader {reader.name!r} does not serve this dwelling.", code="reader_not_serving"
-        )
-    job = _queue(card, reader, JobKind.ERASE)
-    audit.record(
-        "card.return_requested",
-        subject_type="card",
-        subject_id=card.card_no,
-        area_code=_area_code(card),
-        details={"reader_id": reader.id, "job_id": job.id, "uid": card.uid},
-    )
-    return job
+    return _queue_again(card, reader, JobKind.ERASE, "card.return_requested", uid=card.uid)
 
 
 def revoke_reader(reader: Reader) -> list[int]:

@@ -15,6 +15,7 @@ from conftest import release, serious_violations, sign_in, untranslated
 
 # The PC/SC harness of the integration tests: pcscd, vpcd and the simulated card.
 from pcsc_fixtures import READERS, cardsim, pcscd  # noqa: F401
+from playwright.sync_api import expect
 
 from anjuka.cards.models import Card
 from anjuka.cards.readers import create_reader
@@ -60,20 +61,26 @@ def test_a_manager_registers_arrivals_until_the_dwelling_is_full(
     page.click("form[role=search] button[type=submit]")
     shot(page, "found")
     page.click("text=阳光小区1幢101室")
+    # The page's script checks what is typed: wait until it has run, and
+    # let the checks below wait for its answer.
+    page.wait_for_load_state()
     assert "0 / 2 人" in page.inner_text(".big")
+    id_check = page.locator("#id-check")
     # The ID number is checked as it is typed: a wrong check character, then the right one.
     number = new_id_number()
     wrong = number[:17] + ("1" if number[17] != "1" else "2")
     page.fill("#document_number", wrong)
-    assert f"校验码应为 {number[17]}" in page.inner_text("#id-check")
+    expect(id_check).to_contain_text(f"校验码应为 {number[17]}")
     page.fill("#document_number", number)
     sex = "男" if int(number[16]) % 2 else "女"
-    assert page.inner_text("#id-check") == f"校验码正确：出生日期 1990-05-17，{sex}。"
+    expect(id_check).to_have_text(f"校验码正确：出生日期 1990-05-17，{sex}。")
     page.wait_for_selector("#lookup-result:has-text('新登记')")
     # Full-width digits from a Chinese input method are read as the server reads them.
     full_width = "".join(chr(ord(c) + 0xFEE0) for c in number)
+    page.fill("#document_number", wrong)
+    expect(id_check).to_contain_text("校验码应为")
     page.fill("#document_number", full_width)
-    assert page.inner_text("#id-check").startswith("校验码正确")
+    expect(id_check).to_have_text(f"校验码正确：出生日期 1990-05-17，{sex}。")
     shot(page, "checked")
     page.fill("#name", "王小明")
     page.click("#register")

@@ -119,7 +119,7 @@ def test_auditors_and_admins_export_over_the_api_others_may_not(client, subject)
         refused = client.post("/api/v1/persons/export", json=body, headers=who["headers"])
         assert refused.status_code == 403
     exports = db.session.scalars(
-        sa.select(AuditEvent).where(AuditEvent.action == "person.export")
+        sa.select(AuditEvent).where(AuditEvent.action == "person.export").order_by(AuditEvent.id)
     ).all()
     assert [e.chain for e in exports] == [f"user:{auditor['id']}"] * 2
     assert [e.details["format"] for e in exports] == ["json", "pdf"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -92,10 +93,8 @@ def _name_by_operation(item: pytest.Item) -> None:
 
 def _refuse_twin_ids(items: list[pytest.Item]) -> None:
     """Two tests with one node id: pytest-xdist would silently run only one."""
-    seen: dict[str, int] = {}
-    for item in items:
-        seen[item.nodeid] = seen.get(item.nodeid, 0) + 1
-    twins = sorted(nodeid for nodeid, count in seen.items() if count > 1)
+    counted = Counter(item.nodeid for item in items)
+    twins = sorted(nodeid for nodeid, count in counted.items() if count > 1)
     if twins:
         raise pytest.UsageError(f"{len(twins)} node ids name more than one test: {twins[:5]}")
 

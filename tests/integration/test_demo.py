@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from browsing import follow
 from pcsc_fixtures import machine_lock
 from served import REPO, free_port
 
@@ -91,26 +92,24 @@ def _issue_a_card_from_the_pages(browser: Any, base: str, printed: str) -> None:
         page.goto("/")
         page.fill("#username", "manager")
         page.fill("#password", password)
-        page.click("form[action='/sign-in'] button[type=submit]")
-        page.wait_for_load_state()
+        follow(page, "form[action='/sign-in'] button[type=submit]")
         assert page.url.endswith("/desk"), page.content()
         page.fill("#q", "南门街1号1幢")
-        page.click("form[role=search] button[type=submit]")
+        follow(page, "form[role=search] button[type=submit]")
         rows = page.locator("main table tbody tr")
         for index in range(rows.count()):
             occupants, capacity = re.findall(r"(\d+) of (\d+)", rows.nth(index).inner_text())[0]
             if int(occupants) < int(capacity):
-                rows.nth(index).locator("a").first.click()
+                follow(page, f"main table tbody tr >> nth={index} >> a >> nth=0")
                 break
         else:
             raise AssertionError("no demo dwelling with room")
         first17 = "33020319950101777"
         page.fill("#document_number", first17 + resident_id_check_char(first17))
         page.fill("#name", "演示")
-        page.click("#register")
-        page.wait_for_load_state()
+        follow(page, "#register")
         residence = re.search(r"residence=(\d+)", page.url).group(1)  # type: ignore[union-attr]
-        page.click(f"form[action='/desk/residences/{residence}/card'] button")
+        follow(page, f"form[action='/desk/residences/{residence}/card'] button")
         page.wait_for_selector("#card-status:has-text('active')", timeout=60000)
         assert "is written, checked and active" in page.inner_text("#job")
     finally:

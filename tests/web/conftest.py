@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from browsing import release
 from flask import Flask
 from werkzeug.serving import make_server
-
-PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture
@@ -71,60 +70,3 @@ def new_page(browser: object, live_server: str) -> Iterator[Callable[..., object
     yield make
     for context in contexts:
         context.close()
-
-
-def release() -> None:
-    """End the test's own transaction, so that the server's requests can write (SQLite)."""
-    from anjuka.core.db import db
-
-    db.session.commit()
-
-
-def sign_in(page: object, user: dict) -> None:
-    """Sign ``user`` (a ``create_user`` result) in through the form."""
-    release()
-    page.goto("/sign-in")  # type: ignore[attr-defined]
-    page.fill("#username", user["username"])  # type: ignore[attr-defined]
-    page.fill("#password", user["password"])  # type: ignore[attr-defined]
-    page.click("form[action='/sign-in'] button[type=submit]")  # type: ignore[attr-defined]
-    page.wait_for_load_state()  # type: ignore[attr-defined]
-
-
-def serious_violations(page: object) -> list[dict]:
-    """axe-core's serious and critical findings on the page as it is now."""
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(page)
-    return [
-        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
-        for v in results.response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-
-
-#: Latin words that may appear on a Chinese page: codes, and the language switch's own name.
-ALLOWED_LATIN = {"AJ", "ID", "UID", "CPU", "MIFARE", "English"}
-
-
-def untranslated(text: str) -> list[str]:
-    """Words of three or more Latin letters (and no digit) left on a Chinese page."""
-    words = re.findall(r"[A-Za-z][A-Za-z'’-]{2,}", text)
-    return [w for w in words if w not in ALLOWED_LATIN]
-
-
-#: The page's words, leaving out data (``translate="no"``) and text marked as another language.
-_PAGE_WORDS = """() => {
-  const body = document.body.cloneNode(true);
-  const hidden = '[translate=no], [lang], script, noscript, style, template';
-  body.querySelectorAll(hidden).forEach(e => e.remove());
-  return document.title + '\\n' + body.textContent;
-}"""
-
-
-def wrong_language(page: object) -> list[str]:
-    """What the page shows (scripts on) that is not in its language: Latin words on a
-    Chinese page, Chinese characters on an English one."""
-    text = page.evaluate(_PAGE_WORDS)  # type: ignore[attr-defined]
-    if page.locator("html").get_attribute("lang") == "en":  # type: ignore[attr-defined]
-        return re.findall(r"[\u3400-\u9fff]+", text)
-    return untranslated(text)

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 import time_machine
-from conftest import serious_violations, sign_in, untranslated
+from browsing import follow, serious_violations, sign_in, untranslated
 
 from anjuka.auth.models import ApiToken, User
 from anjuka.core.db import db
@@ -63,13 +63,13 @@ def test_sign_in_out_and_the_sessions_limits(client, create_user, new_page, shot
     page.goto("/sign-in")
     page.fill("#username", user["username"])
     page.fill("#password", "not the password")
-    page.click("form[action='/sign-in'] button[type=submit]")
+    follow(page, "form[action='/sign-in'] button[type=submit]")
     assert page.locator("[role=alert]").inner_text() == "用户名或密码错误。"
     shot(page, "wrong-password")
     sign_in(page, user)
     assert page.url.endswith("/audit")  # the auditor's home
     cookies = page.context.cookies()
-    page.click("header form[action='/sign-out'] button")
+    follow(page, "header form[action='/sign-out'] button")
     assert page.url.endswith("/sign-in")
     # The session's token was revoked: the copied cookie is dead as well.
     db.session.expire_all()
@@ -102,7 +102,7 @@ def test_the_language_is_remembered_for_the_user(client, create_user, new_page):
     page = new_page()
     sign_in(page, user)
     page.select_option("#locale-switch", "en")
-    page.click("form[action='/language'] button")
+    follow(page, "form[action='/language'] button")
     assert page.locator("html").get_attribute("lang") == "en"
     db.session.expire_all()
     assert db.session.get(User, user["id"]).locale == "en"
@@ -121,12 +121,12 @@ def test_changing_ones_own_password(client, create_user, new_page, shot):
     page.fill("#current_password", "wrong wrong wrong")
     page.fill("#new_password", "a new long password")
     page.fill("#new_password_again", "a new long password")
-    page.click("main form button[type=submit]")
+    follow(page, "main form button[type=submit]")
     assert page.locator("[role=alert]").inner_text() == "当前密码错误。"
     page.fill("#current_password", user["password"])
     page.fill("#new_password", "a new long password")
     page.fill("#new_password_again", "a new long password")
-    page.click("main form button[type=submit]")
+    follow(page, "main form button[type=submit]")
     assert "密码已修改" in page.locator("[role=status]").inner_text()
     shot(page, "changed")
     again = new_page()

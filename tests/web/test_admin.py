@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from conftest import release, serious_violations, sign_in, wrong_language
+from browsing import follow, release, serious_violations, sign_in, wrong_language
 
 from anjuka.areas.models import Area
 from anjuka.audit.models import AuditEvent
@@ -54,17 +54,17 @@ def test_an_admin_changes_a_policy_and_sees_the_inheritance(
     page = new_page()
     sign_in(page, admin)
     assert page.url.endswith("/admin")  # the admin's home
-    page.click("text=宁波市")
+    follow(page, "text=宁波市")
     page.fill("#min_area_per_person_m2", "8")
     page.select_option("#family_exception", "no")
-    page.click("main form button[type=submit]")
+    follow(page, "main form button[type=submit]")
     assert page.locator("[role=status]").inner_text() == "区域规则已保存。"
     row = policy_row(page, "min_area_per_person_m2")
     assert row.locator(".value").inner_text() == "8"
     assert row.locator(".source").inner_text() == "本区域设定"
     shot(page, "parent")
     # The child inherits what the parent set, and says from where.
-    page.click("main a:has-text('海曙区')")
+    follow(page, "main a:has-text('海曙区')")
     assert page.url.endswith("/admin/areas/330203")
     row = policy_row(page, "min_area_per_person_m2")
     assert row.locator(".value").inner_text() == "8"
@@ -76,11 +76,11 @@ def test_an_admin_changes_a_policy_and_sees_the_inheritance(
     shot(page, "child-inherits")
     # The child overrides one value; emptying the parent's field inherits the default again.
     page.fill("#max_persons_per_room", "1")
-    page.click("main form button[type=submit]")
+    follow(page, "main form button[type=submit]")
     assert policy_row(page, "max_persons_per_room").locator(".source").inner_text() == "本区域设定"
     page.goto("/admin/areas/3302")
     page.fill("#min_area_per_person_m2", "")
-    page.click("main form button[type=submit]")
+    follow(page, "main form button[type=submit]")
     page.goto("/admin/areas/330203")
     row = policy_row(page, "min_area_per_person_m2")
     assert (row.locator(".value").inner_text(), row.locator(".source").inner_text()) == (
@@ -107,10 +107,10 @@ def test_a_disabled_users_open_session_is_sent_to_sign_in_and_a_role_changes(
     assert "/sign-in" not in theirs.url
     page = new_page()
     sign_in(page, admin)
-    page.click("header nav >> text=系统管理")
-    page.click("nav.sections >> text=用户")
-    page.click(f"main table a:text-is('{officer['username']}')")
-    page.click("#disable")
+    follow(page, "header nav >> text=系统管理")
+    follow(page, "nav.sections >> text=用户")
+    follow(page, f"main table a:text-is('{officer['username']}')")
+    follow(page, "#disable")
     assert page.locator("[role=status]").inner_text() == "账号已停用。"
     assert page.locator("#current-state").inner_text() == "已停用"
     shot(page, "disabled")
@@ -119,13 +119,13 @@ def test_a_disabled_users_open_session_is_sent_to_sign_in_and_a_role_changes(
     assert "/sign-in" in theirs.url
     theirs.fill("#username", officer["username"])
     theirs.fill("#password", officer["password"])
-    theirs.click("form[action='/sign-in'] button[type=submit]")
+    follow(theirs, "form[action='/sign-in'] button[type=submit]")
     assert theirs.locator("[role=alert]").inner_text() == "该账号已停用，请联系管理员。"
     # Enabled again and made a supervisor of the same area.
-    page.click("#enable")
+    follow(page, "#enable")
     page.select_option("#role", "supervisor")
     page.fill("#scopes", "area:A1")
-    page.click("form[action$='/role'] button[type=submit]")
+    follow(page, "form[action$='/role'] button[type=submit]")
     assert page.locator("#current-role").inner_text() == "主管"
     shot(page, "role-changed")
     release()

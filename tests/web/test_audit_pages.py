@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import release, serious_violations, sign_in, wrong_language
+from browsing import follow, release, serious_violations, sign_in, wrong_language
 from test_admin import signed_in
 
 from anjuka.audit.models import AuditEvent
@@ -78,7 +78,7 @@ def test_an_auditor_filters_the_trail_verifies_it_and_reads_an_access_report(
     sign_in(page, auditor)
     assert page.url.endswith("/audit")  # the auditor's home
     page.select_option("#action", "person.reveal")
-    page.click("main form button[type=submit]")
+    follow(page, "main form button[type=submit]")
     rows = page.locator("table.events tbody tr")
     assert rows.count() == 1
     assert rows.first.locator(".actor").inner_text() == registry["supervisor"]["username"]
@@ -88,7 +88,7 @@ def test_an_auditor_filters_the_trail_verifies_it_and_reads_an_access_report(
     page.fill("#actor", registry["manager"]["username"])
     page.fill("#since", local_today().isoformat())
     page.fill("#until", local_today().isoformat())
-    page.click("main form button[type=submit]")
+    follow(page, "main form button[type=submit]")
     actions = page.locator("table.events code.action").all_inner_texts()
     assert "person.lookup" in actions
     assert "residence.arrive" in actions
@@ -98,16 +98,16 @@ def test_an_auditor_filters_the_trail_verifies_it_and_reads_an_access_report(
     shot(page, "filtered")
     page.fill("#since", (local_today() + timedelta(days=1)).isoformat())
     page.fill("#until", (local_today() + timedelta(days=1)).isoformat())
-    page.click("main form button[type=submit]")
+    follow(page, "main form button[type=submit]")
     assert page.locator("table.events tbody tr").inner_text() == "没有事件。"
 
-    page.click("nav.sections >> text=校验")
+    follow(page, "nav.sections >> text=校验")
     assert page.locator("#verify-result").inner_text().startswith("✔ 审计记录完好")
     shot(page, "verified")
 
-    page.click("nav.sections >> text=访问报告")
+    follow(page, "nav.sections >> text=访问报告")
     page.fill("#document_number", registry["number"])
-    page.click("main form button[type=submit]")
+    follow(page, "main form button[type=submit]")
     assert (
         page.locator("#report-person").inner_text()
         == f"人员: 王** · {registry['number'][:4]}**********{registry['number'][-4:]}"
@@ -215,7 +215,7 @@ def test_the_audit_pages_are_translated_and_accessible(
         assert wrong_language(page) == [], (url, wrong_language(page))
         assert serious_violations(page) == [], url
     page.fill("#document_number", registry["number"])
-    page.click("main form button[type=submit]")
+    follow(page, "main form button[type=submit]")
     assert page.locator("#reveals tbody tr").count() == 1
     assert wrong_language(page) == []
     assert serious_violations(page) == []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import release, serious_violations, sign_in, untranslated
+from browsing import follow, release, serious_violations, sign_in, untranslated
 
 # The PC/SC harness of the integration tests: pcscd, vpcd and the simulated card.
 from pcsc_fixtures import READERS, cardsim, pcscd  # noqa: F401
@@ -46,8 +46,7 @@ def desk(create_area, create_estate, create_dwelling, create_user):
 def _register(page, number: str, name: str) -> None:
     page.fill("#document_number", number)
     page.fill("#name", name)
-    page.click("#register")
-    page.wait_for_load_state()
+    follow(page, "#register")
 
 
 def test_a_manager_registers_arrivals_until_the_dwelling_is_full(
@@ -58,12 +57,10 @@ def test_a_manager_registers_arrivals_until_the_dwelling_is_full(
     sign_in(page, made["manager"])
     assert page.url.endswith("/desk")
     page.fill("#q", "阳光")
-    page.click("form[role=search] button[type=submit]")
+    follow(page, "form[role=search] button[type=submit]")
     shot(page, "found")
-    page.click("text=阳光小区1幢101室")
-    # The page's script checks what is typed: wait until it has run, and
-    # let the checks below wait for its answer.
-    page.wait_for_load_state()
+    # Loaded, the page's script checks what is typed; the checks below wait for its answers.
+    follow(page, "text=阳光小区1幢101室")
     assert "0 / 2 人" in page.inner_text(".big")
     id_check = page.locator("#id-check")
     # The ID number is checked as it is typed: a wrong check character, then the right one.
@@ -83,8 +80,7 @@ def test_a_manager_registers_arrivals_until_the_dwelling_is_full(
     expect(id_check).to_have_text(f"校验码正确：出生日期 1990-05-17，{sex}。")
     shot(page, "checked")
     page.fill("#name", "王小明")
-    page.click("#register")
-    page.wait_for_load_state()
+    follow(page, "#register")
     assert "王** 已登记入住" in page.inner_text("[role=status]")
     _register(page, new_id_number(), "李四")
     assert "2 / 2 人" in page.inner_text(".big")
@@ -132,8 +128,7 @@ def _desk_pages(page, made: dict, new_id_number) -> list[tuple[str, str]]:
     page.goto(f"/desk/dwellings/{made['dwelling']}")
     _register(page, new_id_number(), "王小明")
     pages.append(("dwelling", page.url))
-    page.click("#residents button.issue")
-    page.wait_for_load_state()
+    follow(page, "#residents button.issue")
     pages.append(("card", page.url))
     release()
     residence = db.session.scalar(sa.select(Residence.id))
@@ -210,8 +205,7 @@ def test_a_card_is_issued_through_the_simulator_then_departure_and_return(
         page.goto(f"/desk/dwellings/{made['dwelling']}")
         # The common path: one form, then one button for the card.
         _register(page, new_id_number(), "王小明")
-        page.click("#residents button.issue")
-        page.wait_for_load_state()
+        follow(page, "#residents button.issue")
         shot(page, "writing")
         page.wait_for_selector("#card-status:has-text('已启用')", timeout=60000)
         assert "已写入、核验并启用" in page.inner_text("#job")
@@ -222,10 +216,9 @@ def test_a_card_is_issued_through_the_simulator_then_departure_and_return(
         card_no, residence_id = card.card_no, card.residence_id
         release()  # no read left open while the server writes (SQLite)
         # Departure with the card handed back: revoked at once, then erased on the reader.
-        page.click(f"a[href='/desk/residences/{residence_id}']")
+        follow(page, f"a[href='/desk/residences/{residence_id}']")
         page.check("#card_returned")
-        page.click("#departure button[type=submit]")
-        page.wait_for_load_state()
+        follow(page, "#departure button[type=submit]")
         assert page.url.endswith(f"/desk/cards/{card_no}")
         page.wait_for_selector("#card-status:has-text('已交回')", timeout=60000)
         assert "已擦除" in page.inner_text("#job")

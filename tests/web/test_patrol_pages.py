@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
-from conftest import PHONE, release, serious_violations, sign_in, untranslated
+from browsing import PHONE, release, serious_violations, sign_in, untranslated
 
 from anjuka.alerts.models import Alert
 from anjuka.core.db import db

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 import time_machine
-from conftest import release, serious_violations, sign_in, untranslated
+from browsing import follow, release, serious_violations, sign_in, untranslated
 
 from anjuka.alerts.models import Alert
 from anjuka.audit.models import AuditEvent
@@ -322,23 +322,23 @@ def test_a_supervisor_acknowledges_an_alert_and_resolves_one_with_a_note(city, n
     assert rows.count() == 2
     assert "江北路3号" not in page.inner_text("main")  # the other district's
     shot(page, "inbox")
-    page.click(f"#alert-{crowded} form button")
+    follow(page, f"#alert-{crowded} form button")
     assert page.locator("[role=status]").first.inner_text() == "预警已确认。"
     assert page.locator(f"#alert-{crowded} .badge.st-acknowledged").inner_text() == "已确认"
-    page.click(f"#alert-{late} a.button")
+    follow(page, f"#alert-{late} a.button")
     assert f"/alerts/{late}" in page.url
     page.click("#resolve button[type=submit]")  # no note: the browser asks for one
     assert page.url.split("#")[0].endswith(f"/alerts/{late}?back=/alerts")
     page.fill("#resolve-note", "已核实：到达后第四天登记，已提醒物业按时登记")
     shot(page, "resolving")
-    page.click("#resolve button[type=submit]")
+    follow(page, "#resolve button[type=submit]")
     assert page.locator("[role=status]").first.inner_text() == "预警已处理完毕。"
     assert "已提醒物业按时登记" in page.inner_text("dl.facts")
     shot(page, "resolved")
-    page.click("text=← 返回预警列表")
+    follow(page, "text=← 返回预警列表")
     assert page.locator("table.alerts tbody tr").count() == 1  # the resolved one left the inbox
     page.select_option("#f-status", "resolved")
-    page.click("form.filters button[type=submit]")
+    follow(page, "form.filters button[type=submit]")
     assert page.locator("table.alerts tbody tr").count() == 1
     assert page.locator(f"#alert-{late}").count() == 1
     db.session.expire_all()
@@ -356,7 +356,7 @@ def test_a_supervisor_follows_each_chart_to_the_list_behind_it(city, new_page, s
     page.goto("/dashboard")
     shot(page, "dashboard")
     # An area's bar: that area's dwellings.
-    page.click("svg.capacity a[href='/dashboard/dwellings?area=S1']")
+    follow(page, "svg.capacity a[href='/dashboard/dwellings?area=S1']")
     assert page.url.endswith("/dashboard/dwellings?area=S1")
     listed = page.inner_text("table.dwellings")
     assert "鼓楼街1号101室" in listed
@@ -365,14 +365,14 @@ def test_a_supervisor_follows_each_chart_to_the_list_behind_it(city, new_page, s
     shot(page, "dwellings")
     # The over-capacity bar of the area: only the dwellings over capacity.
     page.go_back()
-    page.click("svg.over a[href='/dashboard/dwellings?area=S2&over=1']")
+    follow(page, "svg.over a[href='/dashboard/dwellings?area=S2&over=1']")
     assert "这里没有超员的房屋" in page.inner_text("main")
     page.go_back()
-    page.click("svg.over a[href='/dashboard/dwellings?area=S1&over=1']")
+    follow(page, "svg.over a[href='/dashboard/dwellings?area=S1&over=1']")
     assert page.locator("table.dwellings tbody tr").count() == 1
     # A kind of alert: the inbox filtered by that kind.
     page.goto("/dashboard")
-    page.click("svg.alerts a[href*='kind=late_registration']")
+    follow(page, "svg.alerts a[href*='kind=late_registration']")
     assert page.locator("#f-kind").input_value() == "late_registration"
     rows = page.locator("table.alerts tbody tr")
     assert rows.count() == 1
@@ -380,7 +380,7 @@ def test_a_supervisor_follows_each_chart_to_the_list_behind_it(city, new_page, s
     # A day's columns: that day's arrivals, names and numbers masked.
     page.goto("/dashboard")
     day = city["late_day"].isoformat()
-    page.click(f"svg.columns a[href='/dashboard/days/{day}?area=D1']")
+    follow(page, f"svg.columns a[href='/dashboard/days/{day}?area=D1']")
     assert page.url.endswith(f"/dashboard/days/{day}?area=D1")
     arrivals = page.inner_text("#arrivals")
     assert "赵*" in arrivals
@@ -389,7 +389,7 @@ def test_a_supervisor_follows_each_chart_to_the_list_behind_it(city, new_page, s
     shot(page, "day")
     # An area's name in the table opens its own dashboard, one level down.
     page.goto("/dashboard")
-    page.click("table.figures a:text('鼓楼派出所')")
+    follow(page, "table.figures a:text('鼓楼派出所')")
     assert page.url.endswith("/dashboard?area=S1&days=30")
     assert page.locator(".trail a[aria-current=page]").inner_text() == "鼓楼派出所"
 

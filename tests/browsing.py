@@ -12,10 +12,10 @@ PHONE = {"width": 390, "height": 844}
 def follow(page: object, selector: str) -> None:
     """Click the link or button at ``selector``, and wait until the page it leads to has loaded.
 
-    A click returns once the navigation has begun: the new page may still be
-    half parsed then, and a count of its table's rows once read 0 so. Reading
-    right after a bare click may also find the old page, where the same
-    assertion can pass for the wrong reason.
+    A bare click does not wait for the page it leads to: a read right after it
+    may find the old page, or the new one half parsed (a count of a chart's
+    list's rows once read 0 so), and an assertion that holds on both pages
+    passes for the wrong reason.
     """
     with page.expect_navigation():  # type: ignore[attr-defined]
         page.click(selector)  # type: ignore[attr-defined]

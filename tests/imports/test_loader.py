@@ -6,7 +6,7 @@ import marshmallow as ma
 import pytest
 
 from anjuka.dwellings.schemas import DwellingCreateSchema
-from anjuka.imports.importer import RowRefused, _Loader, _schema_load
+from anjuka.imports.judging import RowRefused, SchemaLoader, schema_load
 from anjuka.residences.schemas import PersonInputSchema
 
 PERSON = {
@@ -55,8 +55,8 @@ def _outcome(load, data):  # type: ignore[no-untyped-def]
 )
 def test_a_person_is_loaded_or_refused_as_the_schema_does(change):
     data = {**PERSON, **change}
-    fast = _outcome(_Loader(PersonInputSchema()).load, data)
-    assert fast == _outcome(lambda d: _schema_load(PersonInputSchema(), d), data)
+    fast = _outcome(SchemaLoader(PersonInputSchema()).load, data)
+    assert fast == _outcome(lambda d: schema_load(PersonInputSchema(), d), data)
 
 
 @pytest.mark.parametrize(
@@ -74,13 +74,13 @@ def test_a_person_is_loaded_or_refused_as_the_schema_does(change):
 )
 def test_a_dwelling_is_loaded_or_refused_as_the_schema_does(change):
     data = {**DWELLING, **change}
-    fast = _outcome(_Loader(DwellingCreateSchema()).load, data)
-    assert fast == _outcome(lambda d: _schema_load(DwellingCreateSchema(), d), data)
+    fast = _outcome(SchemaLoader(DwellingCreateSchema()).load, data)
+    assert fast == _outcome(lambda d: schema_load(DwellingCreateSchema(), d), data)
 
 
 def test_a_row_without_a_defaulted_field_goes_through_the_schema():
     data = {k: v for k, v in DWELLING.items() if k != "status"}
-    loaded = _Loader(DwellingCreateSchema()).load(data)
+    loaded = SchemaLoader(DwellingCreateSchema()).load(data)
     assert loaded["status"] == "rentable"  # the schema's default, applied by the schema
 
 
@@ -93,4 +93,4 @@ def test_a_schema_with_hooks_is_not_taken():
             return data
 
     with pytest.raises(ValueError, match="hooks"):
-        _Loader(Hooked())
+        SchemaLoader(Hooked())

@@ -81,9 +81,19 @@ def register_domains(app: Flask) -> None:
     app.register_blueprint(ops_api.blp)
 
     # The pages, last: they call every domain above.
-    from anjuka.web import account, admin, audit, desk, pages, patrol, supervise
+    from anjuka.web import (
+        account,
+        admin,
+        audit,
+        dashboard,
+        desk,
+        pages,
+        patrol,
+        supervise,
+        transfers,
+    )
 
     # Their routes register on the pages' blueprint when imported.
-    del account, admin, audit, desk, patrol, supervise
+    del account, admin, audit, dashboard, desk, patrol, supervise, transfers
     pages.init_app(app)
     app.register_blueprint(pages.blp)

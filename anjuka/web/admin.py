@@ -8,7 +8,6 @@ nothing written.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -29,8 +28,7 @@ from anjuka.cards.models import Reader
 from anjuka.core.db import db
 from anjuka.core.keys import FAMILIES, keyring
 from anjuka.core.security import requires
-from anjuka.core.time import as_utc, registry_zone
-from anjuka.web.pages import attempt, blp, render
+from anjuka.web.pages import attempt, blp, local_time, render
 
 #: The policy's fields in words, with the kind of input each takes.
 POLICY_LABELS = {
@@ -66,13 +64,6 @@ SECTIONS = (
     ("web.admin_readers", l_("Desk readers"), "web.admin_readers"),
     ("web.admin_keys", l_("Keys"), "web.admin_keys"),
 )
-
-
-def local_time(moment: datetime | None) -> str:
-    """An instant as the registry's local date and time (what every admin page shows)."""
-    if moment is None:
-        return ""
-    return as_utc(moment).astimezone(registry_zone()).strftime("%Y-%m-%d %H:%M")
 
 
 def _page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:

@@ -27,8 +27,7 @@ from anjuka.persons.identity import ParsedDocument, parse_document
 from anjuka.persons.limits import document_lookups_in_forms
 from anjuka.persons.models import DOCUMENT_TYPES, Person
 from anjuka.persons.operations import find_person, lookup_digests, record_document_lookup
-from anjuka.web.admin import local_time
-from anjuka.web.pages import attempt, blp, render
+from anjuka.web.pages import attempt, blp, local_time, render
 
 #: How many events one page of the trail lists.
 PAGE_SIZE = 50

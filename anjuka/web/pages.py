@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from werkzeug.wrappers import Response
 from anjuka.core.db import db
 from anjuka.core.errors import AppError, Forbidden
 from anjuka.core.security import CSRF_FIELD, current_identity
+from anjuka.core.time import as_utc, registry_zone
 from anjuka.web import i18n
 from anjuka.web.messages import explain
 
@@ -208,3 +210,10 @@ def init_app(app: Flask) -> None:
     i18n.init_app(app)
     app.after_request(_error_page)
     app.context_processor(_page_context)
+
+
+def local_time(moment: datetime | None) -> str:
+    """An instant as the registry's clock shows it (date, hours and minutes)."""
+    if moment is None:
+        return ""
+    return as_utc(moment).astimezone(registry_zone()).strftime("%Y-%m-%d %H:%M")

@@ -1,17 +1,16 @@
-"""The supervisor's pages: the alerts inbox, the dashboard and the lists behind it, transfers.
+"""The supervisor's alerts inbox and each alert's page; the paging and the area filter the
+supervisor's lists share (the dashboard's in ``dashboard.py``, transfers in ``transfers.py``).
 
 Each page reads and acts through what the API uses: the alerts' scope
-filter and operations, the statistics' report (figures kept as events
-happen), the transfers' sides and operations. A record outside the
-caller's areas is not found here either. Names and document numbers are
-always masked (``anjuka/core/privacy.py``): nothing here reveals.
+filter and operations. A record outside the caller's areas is not found
+here either. Names and document numbers are always masked
+(``anjuka/core/privacy.py``): nothing here reveals.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
 from typing import Any
 
 import marshmallow as ma
@@ -29,35 +28,18 @@ from anjuka.alerts.schemas import AcknowledgeSchema, ResolveSchema
 from anjuka.areas.models import Area
 from anjuka.areas.permissions import get_area_or_404
 from anjuka.core.db import db
-from anjuka.core.errors import NotFound
 from anjuka.core.privacy import mask_name
 from anjuka.core.replica import reads_replica
 from anjuka.core.scope import scope_of
 from anjuka.core.security import Identity, require_identity, requires
-from anjuka.core.time import as_utc, local_today, registry_zone
-from anjuka.core.transactions import retry_conflicts
 from anjuka.dwellings.models import Dwelling
-from anjuka.dwellings.operations import capacity_of, occupancies
 from anjuka.dwellings.permissions import dwelling_filter
 from anjuka.residences.models import Residence
-from anjuka.stats.api import AreaFigures, areas_below, areas_within, occupancy_report
-from anjuka.stats.models import DwellingFigure
-from anjuka.transfers import operations as transfer_operations
-from anjuka.transfers.api import get_transfer_or_404
-from anjuka.transfers.models import Transfer, TransferStatus
-from anjuka.transfers.schemas import CancelSchema, CompleteSchema
-from anjuka.web import charts
-from anjuka.web.pages import attempt, blp, render, safe_next
+from anjuka.web.pages import attempt, blp, local_time, render, safe_next
 
-#: Alerts and the dashboard are the supervisors' (admins always); transfers every desk's.
+#: Alerts and the dashboard are the supervisors' (admins always).
 SUPERVISORS = ("supervisor",)
-DESKS = ("manager", "supervisor")
 PAGE_SIZE = 50
-#: Transfers shown per side (the oldest deadlines first).
-TRANSFERS_SHOWN = 200
-#: How far back the dashboard looks, in days.
-WINDOWS = (7, 30, 90)
-DEFAULT_WINDOW = 30
 #: How many levels below the caller's top areas the area filter offers.
 AREA_CHOICE_DEPTH = 2
 
@@ -117,24 +99,6 @@ FACT_LABELS = {
     "due_on": l_("Deadline"),
     "silent_hours": l_("Hours without contact"),
 }
-TRANSFER_STATUS_NAMES = {
-    "requested": l_("Waiting"),
-    "completed": l_("Completed"),
-    "cancelled": l_("Cancelled"),
-    "failed": l_("Failed"),
-}
-DWELLING_STATUS_NAMES = {
-    "rentable": l_("Rentable"),
-    "illegal": l_("Illegal structure"),
-    "not_for_rent": l_("Not for rent"),
-}
-
-
-def local_time(moment: datetime | None) -> str:
-    """An instant as the registry's clock shows it."""
-    if moment is None:
-        return ""
-    return as_utc(moment).astimezone(registry_zone()).strftime("%Y-%m-%d %H:%M")
 
 
 def _page_number() -> int:
@@ -163,7 +127,7 @@ class Paged:
         return (self.page - 1) * PAGE_SIZE + len(self.items)
 
 
-def _paged(stmt: sa.Select, endpoint: str, args: Mapping[str, Any]) -> Paged:
+def paged(stmt: sa.Select, endpoint: str, args: Mapping[str, Any]) -> Paged:
     """``stmt``'s rows for the requested page (``PAGE_SIZE`` each), with their neighbours."""
     page = _page_number()
     total = db.session.scalar(
@@ -178,7 +142,7 @@ def _paged(stmt: sa.Select, endpoint: str, args: Mapping[str, Any]) -> Paged:
     return Paged(rows, total or 0, page, previous, following)
 
 
-def _area_choices(identity: Identity, selected: Area | None) -> list[tuple[Area, int]]:
+def area_choices(identity: Identity, selected: Area | None) -> list[tuple[Area, int]]:
     """The areas to offer in a filter, each with its depth below the caller's top areas."""
     scope = scope_of(identity)
     if scope.unrestricted:
@@ -324,7 +288,7 @@ def supervise() -> tuple[str, int]:
     """The alerts inbox: the caller's areas' alerts, filtered by kind, status, severity, area."""
     identity = require_identity()
     filters = _alert_filters()
-    listed = _paged(
+    listed = paged(
         filtered_alerts(identity, filters).options(selectinload(Alert.area)),
         "web.supervise",
         filters.args(),
@@ -334,7 +298,7 @@ def supervise() -> tuple[str, int]:
         filters=filters,
         listed=listed,
         subjects=_subjects(identity, listed.items),
-        areas=_area_choices(identity, filters.area),
+        areas=area_choices(identity, filters.area),
         status_filters=STATUS_FILTERS,
         here=request.full_path.rstrip("?"),
         **_alert_context(),
@@ -411,349 +375,3 @@ def resolve_alert(alert_id: int) -> Response | tuple[str, int]:
     if tried.refusal is not None:
         return _alert_page(alert, tried.refusal.status, error=tried.message)
     return _after_alert(alert, _("The alert is resolved."))
-
-
-# -- the dashboard and the lists behind its charts ------------------------------------------
-
-
-def _window() -> int:
-    try:
-        days = int(request.args.get("days", DEFAULT_WINDOW))
-    except ValueError:
-        return DEFAULT_WINDOW
-    return days if days in WINDOWS else DEFAULT_WINDOW
-
-
-def _trail(identity: Identity, area: Area | None) -> list[Area]:
-    """The areas from the caller's top down to ``area``, for the way back up."""
-    if area is None:
-        return []
-    scope = scope_of(identity)
-    codes = area.ancestor_codes
-    found = {
-        a.code: a for a in db.session.scalars(sa.select(Area).where(Area.code.in_(codes))).all()
-    }
-    trail = [found[c] for c in codes if c in found]
-    if not scope.unrestricted:
-        trail = [
-            a for a in trail if any(a.path.startswith(p) for p in scope.area_paths) or a is area
-        ]
-    return trail
-
-
-def _alerts_by_kind(identity: Identity, area: Area | None) -> dict[str, int]:
-    """Live alerts per kind, counted as the inbox lists them."""
-    filters = AlertFilters(kind=None, status="live", severity=None, area=area)
-    listed = filtered_alerts(identity, filters).order_by(None).subquery()
-    rows = db.session.execute(
-        sa.select(listed.c.kind, sa.func.count()).group_by(listed.c.kind)
-    ).all()
-    counts = {kind: int(count) for kind, count in rows}
-    return {kind: counts[kind] for kind in ALERT_KINDS if counts.get(kind)}
-
-
-@blp.route("/dashboard")
-@requires(*SUPERVISORS)
-@reads_replica
-def dashboard() -> tuple[str, int]:
-    """Occupancy against capacity by area, arrivals and departures per day, open alerts by
-    kind and the over-capacity dwellings: each chart a way into the list behind it."""
-    identity = require_identity()
-    code = request.args.get("area") or None
-    area = get_area_or_404(code) if code else None
-    tops = areas_below(identity, None)
-    if area is None and len(tops) == 1:
-        area, code = tops[0], tops[0].code  # one district: start inside it
-    days = _window()
-    end = local_today()
-    report = occupancy_report(identity, area, end - timedelta(days=days - 1), end, "day")
-    now = report.series[-1]
-    by_area = list(report.areas)
-    if not by_area and area is not None:
-        by_area = [AreaFigures(area, now)]  # a community has no areas below: itself
-    here: dict[str, Any] = {"area": code} if code else {}
-    occupancy_rows = [
-        charts.Row(
-            label=a.area.name,
-            value=a.figures.residents,
-            reference=a.figures.capacity,
-            href=url_for("web.supervise_dwellings", area=a.area.code),
-            caption=f"{a.figures.residents} / {a.figures.capacity}",
-        )
-        for a in by_area
-    ]
-    over_rows = [
-        charts.Row(
-            label=a.area.name,
-            value=a.figures.over_capacity_dwellings,
-            href=url_for("web.supervise_dwellings", area=a.area.code, over=1),
-            caption=str(a.figures.over_capacity_dwellings),
-        )
-        for a in by_area
-    ]
-    kinds = _alerts_by_kind(identity, area)
-    kind_rows = [
-        charts.Row(
-            label=str(KIND_NAMES[kind]),
-            value=count,
-            href=url_for("web.supervise", kind=kind, status="live", **here),
-            caption=str(count),
-        )
-        for kind, count in kinds.items()
-    ]
-    day_pairs = [
-        charts.Pair(
-            label=point.end.strftime("%m-%d"),
-            first=point.arrivals,
-            second=point.departures,
-            href=url_for("web.supervise_day", day=point.end.isoformat(), **here),
-        )
-        for point in report.series
-    ]
-    return render(
-        "web/supervise/dashboard.html",
-        area=area,
-        trail=_trail(identity, area),
-        several_tops=len(tops) > 1,
-        days=days,
-        windows=WINDOWS,
-        report=report,
-        now=now,
-        by_area=by_area,
-        kinds=kinds,
-        kind_names=KIND_NAMES,
-        open_alerts=sum(kinds.values()),
-        arrivals=sum(p.arrivals for p in report.series),
-        departures=sum(p.departures for p in report.series),
-        occupancy_chart=charts.horizontal_bars(occupancy_rows),
-        over_chart=charts.horizontal_bars(over_rows, width=charts.HALF_WIDTH),
-        kind_chart=charts.horizontal_bars(kind_rows, width=charts.HALF_WIDTH, label_width=170),
-        day_chart=charts.paired_columns(day_pairs),
-        here=here,
-    )
-
-
-@dataclass(frozen=True)
-class DwellingLine:
-    dwelling: Dwelling
-    occupants: int
-    capacity: int
-    over: bool
-
-    @property
-    def percent(self) -> int:
-        if self.capacity <= 0:
-            return 100 if self.occupants else 0
-        return min(100, round(100 * self.occupants / self.capacity))
-
-
-@blp.route("/dashboard/dwellings")
-@requires(*SUPERVISORS)
-@reads_replica
-def supervise_dwellings() -> tuple[str, int]:
-    """An area's dwellings with their occupants against capacity (or only those over it)."""
-    identity = require_identity()
-    code = request.args.get("area") or None
-    area = get_area_or_404(code) if code else None
-    over = request.args.get("over") == "1"
-    stmt = (
-        sa.select(Dwelling)
-        .outerjoin(DwellingFigure, DwellingFigure.dwelling_id == Dwelling.id)
-        .where(Dwelling.area_id.in_(areas_within(identity, area)), dwelling_filter(identity))
-        .options(selectinload(Dwelling.area))
-    )
-    if over:
-        stmt = stmt.where(DwellingFigure.over_capacity.is_(True))
-    stmt = stmt.order_by(
-        sa.func.coalesce(DwellingFigure.over_capacity, False).desc(), Dwelling.address, Dwelling.id
-    )
-    listed = _paged(stmt, "web.supervise_dwellings", {"area": code, "over": "1" if over else None})
-    occupied = occupancies([d.id for d in listed.items])
-    figures = {
-        f.dwelling_id: f
-        for f in db.session.scalars(
-            sa.select(DwellingFigure).where(
-                DwellingFigure.dwelling_id.in_([d.id for d in listed.items])
-            )
-        )
-    }
-    cache: dict = {}
-    lines = []
-    for dwelling in listed.items:
-        figure = figures.get(dwelling.id)
-        lines.append(
-            DwellingLine(
-                dwelling=dwelling,
-                occupants=occupied[dwelling.id].occupants,
-                capacity=capacity_of(dwelling, cache).capacity,
-                over=bool(figure and figure.over_capacity),
-            )
-        )
-    return render(
-        "web/supervise/dwellings.html",
-        area=area,
-        over=over,
-        listed=listed,
-        lines=lines,
-        dwelling_status_names=DWELLING_STATUS_NAMES,
-    )
-
-
-@blp.route("/dashboard/days/<day>")
-@requires(*SUPERVISORS)
-@reads_replica
-def supervise_day(day: str) -> tuple[str, int]:
-    """The arrivals and departures of one day in an area (the day's columns on the chart)."""
-    identity = require_identity()
-    try:
-        chosen = date.fromisoformat(day)
-    except ValueError:
-        raise NotFound("No such day.", code="not_found") from None
-    code = request.args.get("area") or None
-    area = get_area_or_404(code) if code else None
-    visible = (
-        sa.select(Residence)
-        .join(Dwelling, Residence.dwelling_id == Dwelling.id)
-        .where(Dwelling.area_id.in_(areas_within(identity, area)), dwelling_filter(identity))
-        .options(selectinload(Residence.person), selectinload(Residence.dwelling))
-    )
-    args = {"day": day, "area": code}
-    arrivals = _paged(
-        visible.where(Residence.arrived_on == chosen).order_by(Residence.id),
-        "web.supervise_day",
-        args,
-    )
-    departures = _paged(
-        visible.where(Residence.departed_on == chosen).order_by(Residence.id),
-        "web.supervise_day",
-        args,
-    )
-    return render(
-        "web/supervise/day.html",
-        day=chosen,
-        area=area,
-        arrivals=arrivals,
-        departures=departures,
-        mask_name=mask_name,
-        previous_day=url_for(
-            "web.supervise_day", day=(chosen - timedelta(days=1)).isoformat(), area=code
-        ),
-        next_day=url_for(
-            "web.supervise_day", day=(chosen + timedelta(days=1)).isoformat(), area=code
-        )
-        if chosen < local_today()
-        else None,
-    )
-
-
-# -- transfers ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TransferLine:
-    transfer: Transfer
-    overdue: bool
-    may_complete: bool
-
-    @property
-    def reason(self) -> str | None:
-        """Why it closed, in words: the registry's own reasons translated, a person's as written."""
-        reason = self.transfer.reason
-        if not reason:
-            return None
-        if self.transfer.status == TransferStatus.FAILED:
-            return _("The new dwelling had no place left when the old desk recorded the departure.")
-        if reason.startswith("superseded by a "):
-            return _("Superseded: the person moved by another way.")
-        return reason
-
-
-@blp.route("/transfers")
-@requires(*DESKS)
-def transfers() -> tuple[str, int]:
-    """Transfers into the caller's dwellings and out of them (waiting ones unless asked)."""
-    return _transfers_page()
-
-
-def _transfers_page(refused: dict[int, str] | None = None, status: int = 200) -> tuple[str, int]:
-    """The transfers page; ``refused`` holds the reason a form of one transfer was refused."""
-    identity = require_identity()
-    shown = request.args.get("status") or "requested"
-    if shown not in TRANSFER_STATUS_NAMES and shown != "all":
-        shown = "requested"
-    today = local_today()
-
-    def side(visible: sa.ColumnElement[bool]) -> list[Transfer]:
-        stmt = sa.select(Transfer).where(visible)
-        if shown != "all":
-            stmt = stmt.where(Transfer.status == shown)
-        stmt = stmt.order_by(Transfer.due_on, Transfer.id).limit(TRANSFERS_SHOWN)
-        return list(db.session.scalars(stmt))
-
-    def line(transfer: Transfer, incoming: bool) -> TransferLine:
-        overdue = transfer.status == TransferStatus.REQUESTED and today > transfer.due_on
-        return TransferLine(
-            transfer,
-            overdue=overdue,
-            may_complete=incoming
-            and overdue
-            and identity.role in transfer_operations.COMPLETING_ROLES,
-        )
-
-    return render(
-        "web/supervise/transfers.html",
-        status=status,
-        incoming=[line(t, True) for t in side(transfer_operations.incoming_filter(identity))],
-        outgoing=[line(t, False) for t in side(transfer_operations.outgoing_filter(identity))],
-        shown=shown,
-        status_names=TRANSFER_STATUS_NAMES,
-        mask_name=mask_name,
-        local_time=local_time,
-        refused=refused or {},
-        shown_at_most=TRANSFERS_SHOWN,
-    )
-
-
-@blp.route("/transfers/<int:transfer_id>/complete", methods=["POST"])
-@requires("supervisor")
-@retry_conflicts
-def complete_transfer(transfer_id: int) -> Response | tuple[str, int]:
-    """Complete a transfer the old desk left past its deadline (new area's supervisor)."""
-    identity = require_identity()
-    transfer = get_transfer_or_404(transfer_id, side="incoming")
-    reason = request.form.get("reason", "").strip()
-    try:
-        CompleteSchema().load({"reason": reason})
-    except ma.ValidationError:
-        return _refused_transfer(transfer, _("Give the reason in a few words."), 422)
-    tried = attempt(lambda: transfer_operations.complete_transfer(identity, transfer, reason))
-    if tried.refusal is not None:
-        message = tried.message or ""
-        if tried.refusal.code == "validation_error":
-            message = _("Give the reason in a few words.")
-        return _refused_transfer(transfer, message, tried.refusal.status)
-    flash(_("The move is completed: the new residence has begun."), "good")
-    return redirect(url_for("web.transfers"))
-
-
-@blp.route("/transfers/<int:transfer_id>/cancel", methods=["POST"])
-@requires(*DESKS)
-@retry_conflicts
-def cancel_transfer(transfer_id: int) -> Response | tuple[str, int]:
-    """Withdraw a waiting request (the requesting side)."""
-    identity = require_identity()
-    transfer = get_transfer_or_404(transfer_id, side="incoming", for_update=True)
-    reason = request.form.get("reason", "").strip() or None
-    try:
-        CancelSchema().load({"reason": reason})
-    except ma.ValidationError:
-        return _refused_transfer(transfer, _("The reason is too long."), 422)
-    tried = attempt(lambda: transfer_operations.cancel_transfer(identity, transfer, reason))
-    if tried.refusal is not None:
-        return _refused_transfer(transfer, tried.message or "", tried.refusal.status)
-    flash(_("The request is withdrawn."), "good")
-    return redirect(url_for("web.transfers"))
-
-
-def _refused_transfer(transfer: Transfer, message: str, status: int) -> tuple[str, int]:
-    return _transfers_page({transfer.id: message}, status)

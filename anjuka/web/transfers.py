@@ -25,10 +25,9 @@ from anjuka.transfers import operations as transfer_operations
 from anjuka.transfers.api import get_transfer_or_404
 from anjuka.transfers.models import Transfer, TransferStatus
 from anjuka.transfers.schemas import CancelSchema, CompleteSchema
+from anjuka.web.desk import DESKS  # transfers are every desk's
 from anjuka.web.pages import attempt, blp, local_time, render
 
-#: Transfers are every desk's.
-DESKS = ("manager", "supervisor")
 #: Transfers shown per side (the oldest deadlines first).
 TRANSFERS_SHOWN = 200
 

@@ -277,6 +277,24 @@ def return_card(card: Card, reader: Reader) -> CardJob:
     return _queue_again(card, reader, JobKind.ERASE, "card.return_requested", uid=card.uid)
 
 
+def take_back_on_departure(residence: Residence, reader: Reader) -> CardJob | None:
+    """A departure with the card handed back: erase the residence's last written card.
+
+    None when no card of the residence was ever written, or the last one is
+    back already. The caller has locked the residence and recorded the
+    departure (which revoked the card).
+    """
+    card = db.session.scalar(
+        sa.select(Card)
+        .where(Card.residence_id == residence.id, Card.uid.is_not(None))
+        .order_by(Card.id.desc())
+        .limit(1)
+    )
+    if card is None or card.status == CardStatus.RETURNED:
+        return None
+    return return_card(lock_card(card.id), reader)
+
+
 def revoke_reader(reader: Reader) -> list[int]:
     """Disable a reader's token at once and cancel its open jobs; returns their ids.
 

@@ -605,17 +605,7 @@ def record_departure(residence_id: int) -> Response | tuple[str, int]:
         residences.record_departure(
             identity, locked, _form_date("departed_on"), True if returned else None
         )
-        if reader is None:
-            return None
-        card = db.session.scalar(
-            sa.select(Card)
-            .where(Card.residence_id == locked.id, Card.uid.is_not(None))
-            .order_by(Card.id.desc())
-            .limit(1)
-        )
-        if card is None or card.status == "returned":
-            return None
-        return cards.return_card(cards.lock_card(card.id), reader)
+        return None if reader is None else cards.take_back_on_departure(locked, reader)
 
     tried = attempt(depart)
     if tried.refusal is not None:

@@ -182,3 +182,28 @@ def test_every_card_write_is_in_the_areas_audit_chain(desk):
     for key in card["chip"]["bound"]["keys"].values():
         assert key not in text
     assert verify().ok
+
+
+def test_a_card_handed_back_at_departure_is_the_last_written_one_and_erased_once(desk):
+    """What the desk's departure form queues when the card comes back with the resident."""
+    from anjuka.cards.models import Reader
+    from anjuka.cards.operations import take_back_on_departure
+    from anjuka.residences.models import Residence
+
+    reader = db.session.get(Reader, desk.reader_id)
+    never_written = db.session.get(Residence, desk.arrive_here()["id"])
+    assert take_back_on_departure(never_written, reader) is None
+    card = desk.active_card()
+    _depart(desk, card["residence_id"])
+    assert desk.card(card["card_no"])["status"] == "revoked"  # at once, by the departure
+    residence = db.session.get(Residence, card["residence_id"])
+    job = take_back_on_departure(residence, reader)
+    assert job is not None
+    assert (job.kind, job.card.card_no, job.reader_id) == ("erase", card["card_no"], reader.id)
+    db.session.commit()
+    claimed = desk.daemon.next_job()
+    assert claimed["id"] == job.id
+    done = desk.daemon.report(claimed["id"], outcome="done", uid=card["uid"])
+    assert done.json["card_status"] == "returned"
+    db.session.expire_all()
+    assert take_back_on_departure(db.session.get(Residence, residence.id), reader) is None

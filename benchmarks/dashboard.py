@@ -55,7 +55,7 @@ def dashboard(app: Flask, url: str, timed: Callable[..., float], stats_sql: str)
     from anjuka.core.security import Identity
     from anjuka.core.time import local_today
     from anjuka.stats.api import occupancy_report
-    from anjuka.web.supervise import _alerts_by_kind
+    from anjuka.web.dashboard import alerts_by_kind
 
     end = local_today()
     start = end - timedelta(days=29)
@@ -67,7 +67,7 @@ def dashboard(app: Flask, url: str, timed: Callable[..., float], stats_sql: str)
             sa.select(Area).where(Area.parent_id.is_(None)).order_by(Area.id).limit(1)
         )
         report = occupancy_report(admin, root, start, end, "day")
-        kinds = _alerts_by_kind(admin, root)
+        kinds = alerts_by_kind(admin, root)
         found["residents"] = report.series[-1].residents
         found["districts"] = len(report.areas)
         found["district_residents"] = sum(a.figures.residents for a in report.areas)

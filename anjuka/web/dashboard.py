@@ -73,7 +73,7 @@ def _trail(identity: Identity, area: Area | None) -> list[Area]:
     return trail
 
 
-def _alerts_by_kind(identity: Identity, area: Area | None) -> dict[str, int]:
+def alerts_by_kind(identity: Identity, area: Area | None) -> dict[str, int]:
     """Live alerts per kind, counted as the inbox lists them."""
     filters = AlertFilters(kind=None, status="live", severity=None, area=area)
     listed = filtered_alerts(identity, filters).order_by(None).subquery()
@@ -123,7 +123,7 @@ def dashboard() -> tuple[str, int]:
         )
         for a in by_area
     ]
-    kinds = _alerts_by_kind(identity, area)
+    kinds = alerts_by_kind(identity, area)
     kind_rows = [
         charts.Row(
             label=str(KIND_NAMES[kind]),

@@ -1,9 +1,10 @@
 """The supervisor's dashboard and the lists behind its charts: an area's dwellings, a day's
 arrivals and departures.
 
-The figures come from the statistics' report (kept as events happen), read
-from the replica where one is configured; the lists from the registry under
-the caller's scope. Names are masked: nothing here reveals.
+The figures come from the statistics' report (kept as events happen), the
+lists from the registry under the caller's scope. These pages decide
+nothing: they read the replica where one is configured. Names are masked:
+nothing here reveals.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from anjuka.cards.models import Reader
 from anjuka.core.db import db
 from anjuka.core.keys import FAMILIES, keyring
 from anjuka.core.security import requires
-from anjuka.web.pages import attempt, blp, local_time, render
+from anjuka.web.pages import attempt, blp, render
 
 #: The policy's fields in words, with the kind of input each takes.
 POLICY_LABELS = {
@@ -72,7 +72,6 @@ def _page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
         status=status,
         sections=SECTIONS,
         done=get_flashed_messages(),
-        local_time=local_time,
         **context,
     )
 

@@ -27,7 +27,7 @@ from anjuka.persons.identity import ParsedDocument, parse_document
 from anjuka.persons.limits import document_lookups_in_forms
 from anjuka.persons.models import DOCUMENT_TYPES, Person
 from anjuka.persons.operations import find_person, lookup_digests, record_document_lookup
-from anjuka.web.pages import attempt, blp, local_time, render
+from anjuka.web.pages import attempt, blp, render
 
 #: How many events one page of the trail lists.
 PAGE_SIZE = 50
@@ -96,7 +96,6 @@ def _page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
         sections=SECTIONS,
         done=(),
         actions=ACTIONS,
-        local_time=local_time,
         **context,
     )
 

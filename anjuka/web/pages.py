@@ -201,6 +201,7 @@ def _page_context() -> dict[str, Any]:
         "user": user,
         "role": role,
         "home_url": home_url,
+        "local_time": local_time,
         "_": _,
     }
 

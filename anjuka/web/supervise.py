@@ -35,7 +35,7 @@ from anjuka.core.security import Identity, require_identity, requires
 from anjuka.dwellings.models import Dwelling
 from anjuka.dwellings.permissions import dwelling_filter
 from anjuka.residences.models import Residence
-from anjuka.web.pages import attempt, blp, local_time, render, safe_next
+from anjuka.web.pages import attempt, blp, render, safe_next
 
 #: Alerts and the dashboard are the supervisors' (admins always).
 SUPERVISORS = ("supervisor",)
@@ -277,7 +277,6 @@ def _alert_context() -> dict[str, Any]:
         "severity_names": SEVERITY_NAMES,
         "status_names": STATUS_NAMES,
         "fact_labels": FACT_LABELS,
-        "local_time": local_time,
     }
 
 

@@ -26,7 +26,7 @@ from anjuka.transfers.api import get_transfer_or_404
 from anjuka.transfers.models import Transfer, TransferStatus
 from anjuka.transfers.schemas import CancelSchema, CompleteSchema
 from anjuka.web.desk import DESKS  # transfers are every desk's
-from anjuka.web.pages import attempt, blp, local_time, render
+from anjuka.web.pages import attempt, blp, render
 
 #: Transfers shown per side (the oldest deadlines first).
 TRANSFERS_SHOWN = 200
@@ -98,7 +98,6 @@ def _transfers_page(refused: dict[int, str] | None = None, status: int = 200) ->
         shown=shown,
         status_names=TRANSFER_STATUS_NAMES,
         mask_name=mask_name,
-        local_time=local_time,
         refused=refused or {},
         shown_at_most=TRANSFERS_SHOWN,
     )
